@@ -1,0 +1,1 @@
+//! A simulated rate-limited, faulty upstream (work in progress).

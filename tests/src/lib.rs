@@ -1,0 +1,1 @@
+//! Cross-crate and framework integration tests for evenkeel live in `tests/tests/`.
