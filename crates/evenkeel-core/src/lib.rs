@@ -1,0 +1,3 @@
+//! The shared vocabulary of evenkeel (work in progress).
+
+pub mod clock;
