@@ -1,0 +1,465 @@
+//! Request bodies that can be sent more than once.
+//!
+//! Resending a request (a retry, a failover to another endpoint) needs its
+//! body again, but an `http_body::Body` is a stream that can be read only
+//! once and is rarely `Clone`. [`Replay`] wraps the caller's body and hands
+//! out one [`ReplayBody`] per attempt. The first attempt streams the body as
+//! usual while the chunks it reads are kept (cheaply: `Bytes` clones); a
+//! later attempt replays the kept chunks and continues from the source where
+//! the earlier attempts stopped. Trailers are kept and replayed too.
+//!
+//! Keeping is bounded by a cap. Past it the kept chunks are released, the
+//! attempt that is streaming carries on undisturbed, and the request simply
+//! cannot be resent: [`Replay::is_replayable`] turns `false`.
+//!
+//! Bodies that are already complete cost nothing: an empty body, or one whose
+//! whole content is ready at once (`Full<Bytes>`, `String`, …), is held as a
+//! single `Bytes` without any shared state or allocation.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use evenkeel_core::body::Replay;
+//! use http_body_util::{BodyExt, Full};
+//!
+//! # tokio_test::block_on(async {
+//! let mut replay = Replay::new(Full::new(Bytes::from_static(b"hello")), 1024);
+//! let first = replay.body().unwrap().collect().await.unwrap().to_bytes();
+//! let again = replay.body().unwrap().collect().await.unwrap().to_bytes();
+//! assert_eq!(first, again);
+//! # });
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::error::BoxError;
+
+/// The default cap on how much of a body is kept for replay: 1 MiB.
+pub const DEFAULT_REPLAY_CAP: usize = 1024 * 1024;
+
+/// The source of every attempt's body. See the [module docs](self).
+pub struct Replay<B> {
+    source: Source<B>,
+}
+
+enum Source<B> {
+    /// The body held no data.
+    Empty { trailers: Option<HeaderMap> },
+    /// The body was complete at once: one chunk.
+    Whole { data: Bytes },
+    /// The body streams; attempts share what has been read.
+    Shared(Arc<Mutex<Shared<B>>>),
+    /// The body is larger than the cap: it is sent once, as it is.
+    Once(Option<B>),
+}
+
+/// An attempt's body, handed out by [`Replay::body`].
+pub struct ReplayBody<B> {
+    kind: Kind<B>,
+}
+
+enum Kind<B> {
+    Empty {
+        trailers: Option<HeaderMap>,
+    },
+    Whole {
+        data: Option<Bytes>,
+    },
+    Shared {
+        shared: Arc<Mutex<Shared<B>>>,
+        /// Index of the next kept chunk to hand out.
+        next: usize,
+        /// Bytes handed out so far.
+        read: u64,
+        done: bool,
+    },
+    Once {
+        body: B,
+    },
+}
+
+struct Shared<B> {
+    /// The caller's body, until it ends or fails.
+    source: Option<B>,
+    /// What the source has produced so far, while under the cap.
+    chunks: Vec<Bytes>,
+    kept: usize,
+    cap: usize,
+    trailers: Option<HeaderMap>,
+    /// The source finished.
+    ended: bool,
+    /// The source failed; nothing more can be read.
+    failed: bool,
+    /// An error read eagerly, waiting for the first attempt to see it.
+    pending_error: Option<BoxError>,
+    /// More than `cap` bytes were read: kept chunks were dropped.
+    over_cap: bool,
+    /// Bytes the source produced in all.
+    produced: u64,
+}
+
+/// Why a [`ReplayBody`] could not produce its body.
+#[derive(Debug)]
+pub struct ReplayError {
+    reason: &'static str,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request body cannot be replayed: {}", self.reason)
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+fn lock<B>(shared: &Mutex<Shared<B>>) -> MutexGuard<'_, Shared<B>> {
+    // A panic while holding the lock leaves consistent data behind (every
+    // update is a single field write), so a poisoned lock is still usable.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<B> Replay<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Wraps `body`, keeping up to `cap` bytes of it for replay.
+    ///
+    /// A body that announces more than `cap` bytes (by its size hint) is
+    /// never kept: it is sent once. An empty body, or one whose content is
+    /// complete at once, is held without allocating.
+    pub fn new(mut body: B, cap: usize) -> Self {
+        if body.is_end_stream() {
+            return Replay {
+                source: Source::Empty { trailers: None },
+            };
+        }
+        let hint = body.size_hint();
+        if hint.lower() > cap as u64 {
+            return Replay {
+                source: Source::Once(Some(body)),
+            };
+        }
+        let mut shared = Shared {
+            source: None,
+            chunks: Vec::new(),
+            kept: 0,
+            cap,
+            trailers: None,
+            ended: false,
+            failed: false,
+            pending_error: None,
+            over_cap: false,
+            produced: 0,
+        };
+        // A body whose size is known and small is often complete already
+        // (`Full`, `String`, `Vec<u8>`): read it now so that it can be held
+        // as one `Bytes`. A noop waker is fine: a body that is not ready
+        // registers the real waker again when it is polled for real.
+        if hint.exact().is_some() {
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(None) => {
+                    return Replay {
+                        source: Source::Empty { trailers: None },
+                    };
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let data = data.copy_to_bytes(data.remaining());
+                        if body.is_end_stream() {
+                            return Replay {
+                                source: Source::Whole { data },
+                            };
+                        }
+                        shared.keep(data);
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            shared.trailers = Some(trailers);
+                            if body.is_end_stream() {
+                                return Replay {
+                                    source: Source::Empty {
+                                        trailers: shared.trailers,
+                                    },
+                                };
+                            }
+                        }
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    shared.failed = true;
+                    shared.pending_error = Some(e.into());
+                }
+                Poll::Pending => {}
+            }
+        }
+        if !shared.failed {
+            shared.source = Some(body);
+        }
+        Replay {
+            source: Source::Shared(Arc::new(Mutex::new(shared))),
+        }
+    }
+}
+
+impl<B> Replay<B> {
+    /// The body for the next attempt, starting from the beginning.
+    ///
+    /// The first call always returns a body. Later calls return `None` once
+    /// the body cannot be replayed (it went past the cap, or its source
+    /// failed).
+    pub fn body(&mut self) -> Option<ReplayBody<B>> {
+        let kind = match &mut self.source {
+            Source::Empty { trailers } => Kind::Empty {
+                trailers: trailers.clone(),
+            },
+            Source::Whole { data } => Kind::Whole {
+                data: Some(data.clone()),
+            },
+            Source::Shared(shared) => {
+                {
+                    let s = lock(shared);
+                    if s.over_cap || (s.failed && s.pending_error.is_none()) {
+                        return None;
+                    }
+                }
+                Kind::Shared {
+                    shared: Arc::clone(shared),
+                    next: 0,
+                    read: 0,
+                    done: false,
+                }
+            }
+            Source::Once(body) => Kind::Once { body: body.take()? },
+        };
+        Some(ReplayBody { kind })
+    }
+
+    /// Whether a further [`body`](Replay::body) can still be handed out.
+    pub fn is_replayable(&self) -> bool {
+        match &self.source {
+            Source::Empty { .. } | Source::Whole { .. } => true,
+            Source::Shared(shared) => {
+                let s = lock(shared);
+                !s.over_cap && !s.failed
+            }
+            Source::Once(body) => body.is_some(),
+        }
+    }
+
+    /// `true` when the body went past the cap, so it was sent without being
+    /// kept.
+    pub fn exceeded_cap(&self) -> bool {
+        match &self.source {
+            Source::Shared(shared) => lock(shared).over_cap,
+            Source::Once(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl<B> Shared<B> {
+    fn keep(&mut self, data: Bytes) {
+        self.produced += data.len() as u64;
+        if self.over_cap {
+            return;
+        }
+        if self.kept + data.len() > self.cap {
+            self.over_cap = true;
+            self.chunks = Vec::new();
+            self.kept = 0;
+            return;
+        }
+        self.kept += data.len();
+        self.chunks.push(data);
+    }
+}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Empty { trailers } => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            Kind::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Once { body } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
+                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                ))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            Kind::Shared {
+                shared,
+                next,
+                read,
+                done,
+            } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                let mut s = lock(shared);
+                if let Some(err) = s.pending_error.take() {
+                    *done = true;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                // Replay what is kept first.
+                if *read < s.produced {
+                    if s.over_cap || *next >= s.chunks.len() {
+                        *done = true;
+                        return Poll::Ready(Some(Err(Box::new(ReplayError {
+                            reason: "it was larger than the replay cap",
+                        }))));
+                    }
+                    let chunk = s.chunks[*next].clone();
+                    *next += 1;
+                    *read += chunk.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                if s.ended {
+                    *done = true;
+                    return Poll::Ready(s.trailers.clone().map(|t| Ok(Frame::trailers(t))));
+                }
+                if s.failed {
+                    *done = true;
+                    return Poll::Ready(Some(Err(Box::new(ReplayError {
+                        reason: "reading it failed on an earlier attempt",
+                    }))));
+                }
+                let Some(source) = s.source.as_mut() else {
+                    *done = true;
+                    return Poll::Ready(None);
+                };
+                match Pin::new(source).poll_frame(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => {
+                        s.ended = true;
+                        s.source = None;
+                        *done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        s.failed = true;
+                        s.source = None;
+                        *done = true;
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(mut data) => {
+                            let data = data.copy_to_bytes(data.remaining());
+                            s.keep(data.clone());
+                            if !s.over_cap {
+                                *next = s.chunks.len();
+                            }
+                            *read += data.len() as u64;
+                            Poll::Ready(Some(Ok(Frame::data(data))))
+                        }
+                        Err(frame) => match frame.into_trailers() {
+                            Ok(trailers) => {
+                                s.trailers = Some(trailers.clone());
+                                s.ended = true;
+                                s.source = None;
+                                *done = true;
+                                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                            }
+                            // A frame that is neither data nor trailers: an
+                            // extension this version does not know. Skip it.
+                            Err(_) => {
+                                cx.waker().wake_by_ref();
+                                Poll::Pending
+                            }
+                        },
+                    },
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty { trailers } => trailers.is_none(),
+            Kind::Whole { data } => data.is_none(),
+            Kind::Once { body } => body.is_end_stream(),
+            Kind::Shared {
+                shared, read, done, ..
+            } => {
+                if *done {
+                    return true;
+                }
+                let s = lock(shared);
+                s.ended && s.trailers.is_none() && *read >= s.produced
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty { .. } => SizeHint::with_exact(0),
+            Kind::Whole { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Once { body } => body.size_hint(),
+            Kind::Shared { shared, read, done, .. } => {
+                if *done {
+                    return SizeHint::with_exact(0);
+                }
+                let s = lock(shared);
+                let buffered = s.produced.saturating_sub(*read);
+                if s.ended {
+                    return SizeHint::with_exact(buffered);
+                }
+                let rest = s
+                    .source
+                    .as_ref()
+                    .map_or_else(SizeHint::default, |b| b.size_hint());
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(buffered));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(buffered));
+                }
+                hint
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for Replay<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.source {
+            Source::Empty { .. } => "empty",
+            Source::Whole { .. } => "whole",
+            Source::Shared(_) => "streaming",
+            Source::Once(_) => "once",
+        };
+        f.debug_struct("Replay").field("kind", &kind).finish()
+    }
+}
+
+impl<B> fmt::Debug for ReplayBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Empty { .. } => "empty",
+            Kind::Whole { .. } => "whole",
+            Kind::Shared { .. } => "streaming",
+            Kind::Once { .. } => "once",
+        };
+        f.debug_struct("ReplayBody").field("kind", &kind).finish()
+    }
+}

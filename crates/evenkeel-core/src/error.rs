@@ -1,0 +1,182 @@
+//! Errors that several evenkeel layers produce or recognise.
+//!
+//! Each is a small struct with public accessors; test for one with
+//! [`Error::is`](std::error::Error) on the boxed error:
+//!
+//! ```
+//! use evenkeel_core::{BoxError, error::Overloaded};
+//!
+//! let err: BoxError = Overloaded::new().into();
+//! assert!(err.is::<Overloaded>());
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A type-erased error, as tower uses.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A local concurrency limiter refused the request: it was never sent.
+#[derive(Debug, Clone, Default)]
+pub struct Overloaded {
+    _priv: (),
+}
+
+impl Overloaded {
+    /// A new `Overloaded` error.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("concurrency limit reached: request rejected before sending")
+    }
+}
+
+impl std::error::Error for Overloaded {}
+
+/// A local quota could not admit the request in time: it was never sent.
+///
+/// Says which quota ran out and, when known, until when.
+#[derive(Debug, Clone)]
+pub struct QuotaExhausted {
+    resource: evenkeel_headers::Resource,
+    until: Option<Instant>,
+    key: Option<String>,
+}
+
+impl QuotaExhausted {
+    /// A quota error for `resource`, with room expected at `until`.
+    pub fn new(resource: evenkeel_headers::Resource, until: Option<Instant>) -> Self {
+        QuotaExhausted {
+            resource,
+            until,
+            key: None,
+        }
+    }
+
+    /// Returns the error naming the quota key (an authority, an API key's
+    /// label, a model).
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The resource that ran out.
+    pub fn resource(&self) -> &evenkeel_headers::Resource {
+        &self.resource
+    }
+
+    /// When the quota is expected to have room again, if known.
+    pub fn until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// How long from now until the quota is expected to have room.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// The quota key, when the layer keys its quotas.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Display for QuotaExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} quota exhausted", self.resource)?;
+        if let Some(key) = &self.key {
+            write!(f, " for {key}")?;
+        }
+        match self.retry_after() {
+            Some(wait) => write!(f, "; room expected in {:.3}s", wait.as_secs_f64()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for QuotaExhausted {}
+
+/// The caller's total deadline passed before a response arrived.
+#[derive(Debug, Clone, Default)]
+pub struct DeadlineExceeded {
+    server_wait: Option<Duration>,
+}
+
+impl DeadlineExceeded {
+    /// A new `DeadlineExceeded` error.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the error carrying the wait the server asked for, when that
+    /// wait is what would have overrun the deadline.
+    pub fn with_server_wait(mut self, wait: Option<Duration>) -> Self {
+        self.server_wait = wait;
+        self
+    }
+
+    /// The server's requested wait that could not fit in the deadline.
+    pub fn server_wait(&self) -> Option<Duration> {
+        self.server_wait
+    }
+}
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline exceeded")?;
+        if let Some(wait) = self.server_wait {
+            write!(
+                f,
+                " (the server asked to wait {:.3}s)",
+                wait.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// A builder was given a configuration that cannot work.
+///
+/// The message names the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    message: String,
+}
+
+impl ConfigError {
+    /// A configuration error about `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: `{}` {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
