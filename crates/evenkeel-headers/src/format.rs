@@ -390,7 +390,9 @@ fn draft(headers: &mut HeaderMap, q: &Quota) -> bool {
         return false;
     }
     if let Some(limit) = q.limit {
-        match q.window.map(|w| w.as_secs()).filter(|w| *w > 0) {
+        // The `, L;w=W` form is a structured list: only for limits an sf-integer holds.
+        let window = q.window.map(|w| w.as_secs()).filter(|w| *w > 0);
+        match window.filter(|w| limit <= SF_INTEGER_MAX && *w <= SF_INTEGER_MAX) {
             Some(w) => put(
                 headers,
                 "ratelimit-limit",

@@ -680,3 +680,6 @@ fn read_ietf<'a>(
         emit(q, p.pk, out);
     }
 }
+
+#[cfg(test)]
+mod tests;
