@@ -14,7 +14,7 @@
 //! - [`rate_limits`] → [`RateLimits`]: every [`Quota`] the response reported,
 //!   whatever the dialect, with resets turned into delays from `now`.
 //!
-//! The [`format`] module writes the same formats, for servers and
+//! The [`format`](mod@format) module writes the same formats, for servers and
 //! simulators.
 //!
 //! Nothing here panics on what a server sends: arbitrary bytes, non-UTF-8,
@@ -258,3 +258,8 @@ mod time;
 pub use quota::{Dialect, Quota, RateLimits, Replenish, Resource};
 pub use ratelimit::rate_limits;
 pub use retry::{Pushback, PushbackSource, retry_after, retry_after_with_source, should_retry};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -477,7 +477,11 @@ fn draft_limit(v: &[u8]) -> Option<(u64, Option<Duration>)> {
 }
 
 fn window_param(p: Params<'_>) -> Option<Duration> {
-    match p.get(b"w")? {
+    window_value(p.get(b"w")?)
+}
+
+fn window_value(w: Bare<'_>) -> Option<Duration> {
+    match w {
         Bare::Integer(w) if w > 0 => Some(Duration::from_secs(w as u64)),
         _ => None,
     }
@@ -584,16 +588,27 @@ fn read_ietf<'a>(
             let Some(name) = PolicyName::of(bare) else {
                 continue;
             };
+            // One pass over the parameters; the last of a repeated key wins.
+            let (mut q, mut qu, mut w, mut key) = (None, None, None, None);
+            for (k, v) in p.iter() {
+                match k {
+                    b"q" => q = Some(v),
+                    b"qu" => qu = Some(v),
+                    b"w" => w = Some(v),
+                    b"pk" => key = Some(v),
+                    _ => {}
+                }
+            }
             // `q` is required; malformed optional parameters are ignored.
-            let Some(quota) = non_negative(p.get(b"q")) else {
+            let Some(quota) = non_negative(q) else {
                 continue;
             };
             policies.push(PolicyItem {
                 name,
                 quota,
-                resource: unit(p.get(b"qu")).unwrap_or(Resource::Requests),
-                window: window_param(p),
-                pk: pk(p.get(b"pk")),
+                resource: unit(qu).unwrap_or(Resource::Requests),
+                window: w.and_then(window_value),
+                pk: pk(key),
                 used: false,
             });
         }
@@ -608,15 +623,24 @@ fn read_ietf<'a>(
                 let Some(name) = PolicyName::of(bare) else {
                     continue;
                 };
+                let (mut r, mut t, mut key) = (None, None, None);
+                for (k, v) in p.iter() {
+                    match k {
+                        b"r" => r = Some(v),
+                        b"t" => t = Some(v),
+                        b"pk" => key = Some(v),
+                        _ => {}
+                    }
+                }
                 // `r` is required.
-                let Some(remaining) = non_negative(p.get(b"r")) else {
+                let Some(remaining) = non_negative(r) else {
                     continue;
                 };
                 limits.push(LimitItem {
                     name,
                     remaining,
-                    reset: non_negative(p.get(b"t")).map(Duration::from_secs),
-                    pk: pk(p.get(b"pk")),
+                    reset: non_negative(t).map(Duration::from_secs),
+                    pk: pk(key),
                 });
             }
         } else if let Some(members) = sf::dictionary(bytes) {
@@ -642,11 +666,13 @@ fn read_ietf<'a>(
         }
     }
 
-    let mut emitted: Vec<(String, Option<&[u8]>)> = Vec::new();
-    let mut emit = |q: Quota, key_pk: Option<&'a [u8]>, out: &mut Vec<Quota>| {
-        let key = (q.policy.clone().unwrap_or_default(), key_pk);
-        if !emitted.contains(&key) {
-            emitted.push(key);
+    // The first item of each (name, partition key) wins; `out` holds only
+    // this dialect's quotas so far.
+    let emit = |q: Quota, out: &mut Vec<Quota>| {
+        if !out
+            .iter()
+            .any(|o| o.policy == q.policy && o.partition_key == q.partition_key)
+        {
             out.push(q);
         }
     };
@@ -667,7 +693,7 @@ fn read_ietf<'a>(
             key_pk = key_pk.or(p.pk);
         }
         q.partition_key = name(key_pk);
-        emit(q, key_pk, out);
+        emit(q, out);
     }
     for p in policies.iter().filter(|p| !p.used) {
         let mut q = Quota::new(p.resource.clone())
@@ -677,7 +703,7 @@ fn read_ietf<'a>(
             .with_limit(p.quota);
         q.window = p.window;
         q.partition_key = name(p.pk);
-        emit(q, p.pk, out);
+        emit(q, out);
     }
 }
 
