@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::num::{self, NANOS_PER_SEC};
 use crate::quota::{Dialect, Quota, Resource};
-use crate::ratelimit::EPOCH_SECONDS_FROM;
+use crate::ratelimit::{EPOCH_MILLIS_FROM, EPOCH_SECONDS_FROM, KONG_WINDOWS};
 use crate::time::civil_from_secs;
 
 /// A duration as Go's `time.Duration.String()` writes it, as OpenAI sends
@@ -237,7 +237,7 @@ const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 /// | --- | --- |
 /// | [`Ietf`](Dialect::Ietf) | one `RateLimit-Policy` item (when `limit` is known) and one `RateLimit` item (when `remaining` is) per quota, named by `policy` or `"default"`; `qu` for resources other than requests; `w` and `t` in whole seconds, `t` rounded up; numbers above 999 999 999 999 999 clamped |
 /// | [`IetfDraft`](Dialect::IetfDraft) | `RateLimit-Limit` (with `, L;w=W` when the window is known), `-Remaining`, `-Reset` in seconds rounded up |
-/// | [`XRateLimit`](Dialect::XRateLimit) | `x-ratelimit-limit`, `-remaining`, `-used`, `-reset` as Unix seconds rounded up (GitHub), `x-ratelimit-resource` from `policy` |
+/// | [`XRateLimit`](Dialect::XRateLimit) | `x-ratelimit-limit`, `-remaining`, `-used`, `-reset` as Unix seconds rounded up (GitHub; Unix milliseconds past the year 33658, a delay on a clock before 2001, so the epoch rule reads it back), `x-ratelimit-resource` from `policy`; a quota whose policy and window are one of Kong's (`minute` and 60 s…) as `x-ratelimit-{limit,remaining}-minute` |
 /// | [`Discord`](Dialect::Discord) | `x-ratelimit-limit`, `-remaining`, `-reset` (Unix seconds, three decimals), `-reset-after` (seconds, three decimals, rounded up), `-bucket` from `policy`, `-scope` |
 /// | [`OpenAi`](Dialect::OpenAi) | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, reset as a [`GoDuration`]; policy `usage_based` writes `-tokens_usage_based` |
 /// | [`Anthropic`](Dialect::Anthropic) | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`, reset as [`Rfc3339`] rounded up to the second; policy `priority` writes `anthropic-priority-*` |
@@ -418,6 +418,22 @@ fn x_ratelimit(headers: &mut HeaderMap, q: &Quota, now: SystemTime) -> bool {
     if q.resource != Resource::Requests {
         return false;
     }
+    // Kong's per-window quotas: the policy names the window.
+    if let Some(suffix) = resource.filter(|p| {
+        KONG_WINDOWS
+            .iter()
+            .any(|(s, w)| s == p && q.window == w.map(Duration::from_secs))
+    }) {
+        for (field, value) in [("limit", q.limit), ("remaining", q.remaining)] {
+            if let (Some(v), Ok(name)) = (
+                value,
+                HeaderName::try_from(format!("x-ratelimit-{field}-{suffix}")),
+            ) {
+                headers.append(name, HeaderValue::from(v));
+            }
+        }
+        return q.limit.is_some() || q.remaining.is_some();
+    }
     put_opt(headers, "x-ratelimit-limit", q.limit);
     put_opt(headers, "x-ratelimit-remaining", q.remaining);
     put_opt(headers, "x-ratelimit-used", q.used);
@@ -425,11 +441,15 @@ fn x_ratelimit(headers: &mut HeaderMap, q: &Quota, now: SystemTime) -> bool {
         let at = reset_at(now, d);
         let epoch = at.div_euclid(NANOS_PER_SEC as i128)
             + i128::from(at.rem_euclid(NANOS_PER_SEC as i128) > 0);
-        if epoch >= EPOCH_SECONDS_FROM as i128 {
-            put(headers, "x-ratelimit-reset", epoch);
-        } else {
+        if epoch < EPOCH_SECONDS_FROM as i128 {
             // A clock before 2001: Unix seconds would read as a delay.
             put(headers, "x-ratelimit-reset", delay_secs(d));
+        } else if epoch < EPOCH_MILLIS_FROM as i128 {
+            put(headers, "x-ratelimit-reset", epoch);
+        } else {
+            // Past the year 33658 Unix seconds would read as milliseconds.
+            let ms = at.div_euclid(1_000_000) + i128::from(at.rem_euclid(1_000_000) > 0);
+            put(headers, "x-ratelimit-reset", ms);
         }
     }
     put_opt(headers, "x-ratelimit-resource", resource);
@@ -616,6 +636,41 @@ mod tests {
         assert_eq!(Rfc850Date(t).to_string(), "Sunday, 06-Nov-94 08:49:37 GMT");
         assert_eq!(AsctimeDate(t).to_string(), "Sun Nov  6 08:49:37 1994");
         assert_eq!(Rfc3339(t).to_string(), "1994-11-06T08:49:37Z");
+    }
+
+    #[test]
+    fn kong_windows_and_far_resets_read_back() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
+        let quotas = [
+            Quota::new(Resource::Requests)
+                .with_dialect(Dialect::XRateLimit)
+                .with_replenish(crate::Replenish::Window)
+                .with_policy("minute")
+                .with_window(Duration::from_secs(60))
+                .with_limit(5)
+                .with_remaining(4),
+            Quota::new(Resource::Requests)
+                .with_dialect(Dialect::XRateLimit)
+                .with_replenish(crate::Replenish::Window)
+                .with_policy("month")
+                .with_remaining(9),
+        ];
+        let mut h = HeaderMap::new();
+        assert_eq!(insert_quotas(&mut h, &quotas, now), 2);
+        assert_eq!(h["x-ratelimit-limit-minute"], "5");
+        let read: Vec<_> = crate::rate_limits(&h, now).into_iter().collect();
+        assert_eq!(read, quotas);
+
+        let far = Quota::new(Resource::Requests)
+            .with_dialect(Dialect::XRateLimit)
+            .with_replenish(crate::Replenish::Window)
+            .with_reset_after(Duration::from_secs(10_000_000_000_000));
+        let mut h = HeaderMap::new();
+        insert_quotas(&mut h, [&far], now);
+        assert_eq!(
+            crate::rate_limits(&h, now).get(&Resource::Requests),
+            Some(&far)
+        );
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> RateLimits {
 
 /// Kong's per-window headers: the suffix and the window's length (months
 /// and years have none).
-const KONG_WINDOWS: [(&str, Option<u64>); 6] = [
+pub(crate) const KONG_WINDOWS: [(&str, Option<u64>); 6] = [
     ("second", Some(1)),
     ("minute", Some(60)),
     ("hour", Some(3600)),

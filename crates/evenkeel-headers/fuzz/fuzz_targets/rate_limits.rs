@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let limits = rate_limits(&headers, now);
     for q in &limits {
         assert!(
-            q.limit.is_some() || q.remaining.is_some() || q.reset_after.is_some() || q.used.is_some()
+            q.limit.is_some()
+                || q.remaining.is_some()
+                || q.reset_after.is_some()
+                || q.used.is_some()
         );
         let _ = q.remaining_fraction();
     }

@@ -8,7 +8,10 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let (headers, now) = common::input(data);
     let pushback = retry_after(&headers, now);
-    assert_eq!(pushback, retry_after_with_source(&headers, now).map(|(p, _)| p));
+    assert_eq!(
+        pushback,
+        retry_after_with_source(&headers, now).map(|(p, _)| p)
+    );
     // Stop comes only from gRPC pushback.
     if pushback == Some(Pushback::Stop) {
         assert!(headers.contains_key("grpc-retry-pushback-ms"));
