@@ -47,6 +47,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Feature flags
+//!
+//! None: the crate depends only on `http` and `httpdate`, and all of it is
+//! always built.
+//!
 //! # `retry_after` precedence
 //!
 //! The first header, in this order, with a value that parses wins; within
