@@ -126,6 +126,12 @@
 //! | kill switch | | [`kill`](SimHandle::kill), [`revive`](SimHandle::revive) |
 //! | every answer forced to a status | | [`force`](SimHandle::force), [`clear_force`](SimHandle::clear_force) |
 //!
+//! # Feature flags
+//!
+//! - `cli` (default): the `evenkeel-sim` binary and its `--demo` load driver
+//!   (pulls in `clap` and hyper-util's client). A library user can turn it
+//!   off with `default-features = false`.
+//!
 //! # How a request is answered
 //!
 //! In order, the first that applies:

@@ -173,13 +173,16 @@ pub(crate) struct FaultRates {
 
 impl FaultRates {
     /// What the demo uses when no fault flag is given.
+    /// Faults only meet requests the quota let through (about 50 in five
+    /// seconds at the default rate), so the fractions are high enough for
+    /// each kind to show.
     const DEMO: FaultRates = FaultRates {
-        fail_500: 0.02,
+        fail_500: 0.03,
         fail_503: 0.0,
-        fail_529: 0.03,
+        fail_529: 0.05,
         insufficient_quota: 0.0,
-        reset: 0.01,
-        slow: 0.05,
+        reset: 0.04,
+        slow: 0.1,
         slow_ms: 300,
     };
 
@@ -204,7 +207,7 @@ impl FaultRates {
             ("reset", self.reset),
         ] {
             if p > 0.0 {
-                parts.push(format!("{label}: {}%", p * 100.0));
+                parts.push(format!("{label}: {}%", percent(p)));
             }
         }
         if self.slow > 0.0 {
@@ -220,6 +223,11 @@ impl FaultRates {
             parts.join("  ")
         }
     }
+}
+
+/// A fraction as a percentage with at most two decimals: `0.07` → `7`.
+fn percent(p: f64) -> f64 {
+    (p * 10_000.0).round() / 100.0
 }
 
 impl Args {
@@ -353,8 +361,8 @@ mod tests {
         assert_eq!(args.fault_rates(), FaultRates::DEMO);
         let args = Args::parse_from(["evenkeel-sim", "--demo", "1", "--fail-500", "0.5"]);
         assert_eq!(args.fault_rates().describe(), "500: 50%");
-        let args = Args::parse_from(["evenkeel-sim", "--fail-529", "0.05"]);
-        assert_eq!(args.fault_rates().describe(), "529: 5%");
+        let args = Args::parse_from(["evenkeel-sim", "--fail-529", "0.07", "--reset", "0.001"]);
+        assert_eq!(args.fault_rates().describe(), "529: 7%  reset: 0.1%");
     }
 
     #[test]
