@@ -26,8 +26,9 @@ const TOKEN_RATE: f64 = 0.1;
 const TOKEN_BURST: u64 = 1_000;
 
 /// How far a reset read back may be from the model's: the dialects round up
-/// to the second, and the test takes some time between the two readings.
-const SLACK: Duration = Duration::from_millis(1_500);
+/// to the second, and the test takes some time between the two readings
+/// (generous: a loaded machine may stall; the values compared are minutes).
+const SLACK: Duration = Duration::from_secs(3);
 
 async fn start(dialect: Dialect) -> SimServer {
     Sim::builder()
@@ -86,14 +87,11 @@ fn assert_agrees(read: &Quota, model: &QuotaState, what: &str) {
 }
 
 /// Which of the model's quotas each dialect reports.
-fn reported(dialect: Dialect) -> &'static [(QuotaKind, Resource)] {
+fn reported(dialect: Dialect) -> &'static [QuotaKind] {
     match dialect {
-        Dialect::GitHub => &[(QuotaKind::Requests, Resource::Requests)],
+        Dialect::GitHub => &[QuotaKind::Requests],
         Dialect::None => &[],
-        _ => &[
-            (QuotaKind::Requests, Resource::Requests),
-            (QuotaKind::Tokens, Resource::Tokens),
-        ],
+        _ => &[QuotaKind::Requests, QuotaKind::Tokens],
     }
 }
 
@@ -118,10 +116,11 @@ async fn every_dialect_reads_back_what_the_model_holds() {
             assert_eq!(requests.remaining, REQUEST_BURST - 3);
             assert_eq!(tokens.remaining, TOKEN_BURST - 300);
             assert_eq!(limits.len(), reported(dialect).len(), "{what}: {limits:?}");
-            for (kind, resource) in reported(dialect) {
-                let model = handle.quota(*kind).unwrap();
+            for &kind in reported(dialect) {
+                let resource = Resource::from(kind);
+                let model = handle.quota(kind).unwrap();
                 let read = limits
-                    .get(resource)
+                    .get(&resource)
                     .unwrap_or_else(|| panic!("{what}: no {resource} quota in {headers:?}"));
                 assert_agrees(read, &model, &format!("{what}, {resource}"));
             }
@@ -191,12 +190,10 @@ async fn anthropic_input_and_output_token_quotas_read_back() {
     let res = client.request(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let limits = rate_limits(res.headers(), system_now());
-    for (kind, resource) in [
-        (QuotaKind::InputTokens, Resource::InputTokens),
-        (QuotaKind::OutputTokens, Resource::OutputTokens),
-    ] {
+    for kind in [QuotaKind::InputTokens, QuotaKind::OutputTokens] {
         let model = handle.quota(kind).unwrap();
-        assert_agrees(limits.get(&resource).unwrap(), &model, resource.as_str());
+        let read = limits.get(&Resource::from(kind)).unwrap();
+        assert_agrees(read, &model, kind.as_str());
     }
     assert_eq!(handle.quota(QuotaKind::InputTokens).unwrap().remaining, 0);
     // The combined `tokens` family reports the tightest of the two.

@@ -173,6 +173,18 @@ impl fmt::Display for QuotaKind {
     }
 }
 
+impl From<QuotaKind> for evenkeel_headers::Resource {
+    /// The resource `evenkeel_headers` reads this quota back as.
+    fn from(kind: QuotaKind) -> Self {
+        match kind {
+            QuotaKind::Requests => Self::Requests,
+            QuotaKind::Tokens => Self::Tokens,
+            QuotaKind::InputTokens => Self::InputTokens,
+            QuotaKind::OutputTokens => Self::OutputTokens,
+        }
+    }
+}
+
 /// Where a request's cost against a token quota comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -651,6 +663,19 @@ mod tests {
             let err = builder.build().expect_err(field);
             assert_eq!(err.field(), field, "{err}");
             assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn quota_kinds_map_to_header_resources() {
+        use evenkeel_headers::Resource;
+        assert_eq!(Resource::from(QuotaKind::Requests), Resource::Requests);
+        for kind in [
+            QuotaKind::Tokens,
+            QuotaKind::InputTokens,
+            QuotaKind::OutputTokens,
+        ] {
+            assert_eq!(Resource::from(kind).as_str(), kind.as_str());
         }
     }
 
