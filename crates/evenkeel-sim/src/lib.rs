@@ -24,9 +24,12 @@
 //! - **HTTP**: [`Sim::serve`] runs the same model behind an HTTP/1.1 and
 //!   HTTP/2 (prior knowledge) server on a loopback port; see [`SimServer`].
 //!
-//! Given a seed, the in-process form is deterministic: each request that
-//! reaches the model draws exactly two numbers from the RNG, in order (which
-//! fault, then whether it is slow), whatever its fate.
+//! Given a seed, the in-process form is deterministic: every request whose
+//! body was read draws exactly two numbers from the RNG, in order (which
+//! fault, then whether it is slow), whatever its fate, so a quota rejection
+//! does not shift the faults of the requests after it. Requests are decided
+//! in the order they are first polled, which a current-thread runtime (the
+//! `#[tokio::test]` default) keeps deterministic.
 //!
 //! # Example: in-process, under paused time
 //!
