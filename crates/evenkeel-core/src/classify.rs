@@ -6,7 +6,7 @@ use std::fmt;
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::clock;
-use crate::error::{DeadlineExceeded, Overloaded, QuotaExhausted};
+use crate::error::{DeadlineExceeded, Overloaded, QuotaExhausted, TimedOut};
 use crate::outcome::{Failure, FailureKind, Outcome, Sent, Signal};
 
 /// Classifies the result of one attempt.
@@ -259,7 +259,7 @@ impl<B> Classify<Response<B>> for GrpcClassifier {
 /// Classifies an error by walking its [`source`](Error::source) chain.
 ///
 /// Recognises evenkeel's own errors ([`Overloaded`], [`QuotaExhausted`],
-/// [`DeadlineExceeded`]), timeouts from tower and tokio, [`std::io::Error`]
+/// [`DeadlineExceeded`], [`TimedOut`]), timeouts from tower and tokio, [`std::io::Error`]
 /// kinds, and the errors of hyper, hyper-util, h2 and rustls by their
 /// messages (no dependency on those crates is needed). Connect-phase
 /// failures (hyper-util's `Connect` errors, "tcp connect error", "dns
@@ -309,6 +309,9 @@ fn local_error(err: &(dyn Error + 'static)) -> Option<Outcome> {
     }
     if err.is::<DeadlineExceeded>() {
         return Some(Outcome::Failed(Failure::new(FailureKind::Deadline)));
+    }
+    if err.is::<TimedOut>() {
+        return Some(Outcome::Failed(Failure::new(FailureKind::Timeout)));
     }
     None
 }

@@ -144,6 +144,38 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// One attempt took longer than its own timeout.
+///
+/// It may have reached the server: a timed-out request counts as maybe
+/// processed.
+#[derive(Debug, Clone, Default)]
+pub struct TimedOut {
+    after: Option<Duration>,
+}
+
+impl TimedOut {
+    /// An attempt that timed out after `after`.
+    pub fn after(after: Duration) -> Self {
+        TimedOut { after: Some(after) }
+    }
+
+    /// The timeout that elapsed, when known.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.after
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.after {
+            Some(after) => write!(f, "attempt timed out after {:.3}s", after.as_secs_f64()),
+            None => f.write_str("attempt timed out"),
+        }
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// A builder was given a configuration that cannot work.
 ///
 /// The message names the field and what is wrong with it.

@@ -1,0 +1,481 @@
+//! The retry layer's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use evenkeel_core::body::{Replay, ReplayBody};
+use evenkeel_core::error::{DeadlineExceeded, TimedOut};
+use evenkeel_core::event::{Event, GiveUp};
+use evenkeel_core::ext::{Attempt, Deadline};
+use evenkeel_core::{BoxError, Classify, Outcome, clock};
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tower_service::Service;
+
+use crate::backoff::{BackoffState, secs_to_duration};
+use crate::body::ResponseBody;
+use crate::info::RetryInfo;
+use crate::layer::Config;
+use crate::policy::Policy;
+
+pin_project! {
+    /// The future returned by [`Retry`](crate::Retry).
+    ///
+    /// Drives the attempts of one request: sends, classifies, waits, re-polls
+    /// the inner service's readiness and sends again. Dropping it cancels the
+    /// attempt in flight and releases everything it holds.
+    pub struct ResponseFuture<S, B, RB, C, P>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+        RB: Body,
+    {
+        #[pin]
+        state: State<S::Future, RB>,
+        // The attempt timeout, the wait before a retry, or the bound on
+        // reading a body to classify it: one at a time.
+        #[pin]
+        timer: Option<Sleep>,
+        #[pin]
+        deadline_timer: Option<Sleep>,
+        service: S,
+        config: Arc<Config<C, P>>,
+        parts: http::request::Parts,
+        replay: Replay<B>,
+        next_body: Option<ReplayBody<B>>,
+        attempt: u32,
+        waited: Duration,
+        backoff: BackoffState,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, RB: Body> {
+        Calling { #[pin] future: F },
+        Peeking {
+            head: Option<http::response::Parts>,
+            body: Option<Pin<Box<RB>>>,
+            buf: Vec<u8>,
+            trailers: Option<HeaderMap>,
+            outcome: Outcome,
+            arrived: Instant,
+        },
+        Waiting { drain: Option<Pin<Box<ResponseBody<RB>>>>, drained: usize },
+        Readying,
+        Done,
+    }
+}
+
+/// What to do after an attempt.
+enum Step<B> {
+    Return(Option<GiveUp>),
+    Peek,
+    Retry {
+        wait: Duration,
+        server_directed: bool,
+        body: ReplayBody<B>,
+    },
+}
+
+impl<S, B, RB, C, P> ResponseFuture<S, B, RB, C, P>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+    RB: Body,
+{
+    pub(crate) fn start(
+        mut service: S,
+        config: Arc<Config<C, P>>,
+        request: Request<B>,
+    ) -> Self {
+        config.budget.deposit();
+        let (mut parts, body) = request.into_parts();
+        let mut deadline_timer = None;
+        if let Some(total) = config.deadline {
+            let own = clock::now() + total;
+            let deadline = match parts.extensions.get::<Deadline>() {
+                Some(outer) if outer.0 <= own => outer.0,
+                _ => {
+                    parts.extensions.insert(Deadline(own));
+                    own
+                }
+            };
+            deadline_timer = Some(sleep_until(deadline));
+        }
+        let mut replay = Replay::new(body, config.replay_cap);
+        let first = replay
+            .body()
+            .expect("a new replay always yields its first body");
+        let future = service.call(Request::from_parts(parts.clone(), first));
+        let timer = config.attempt_timeout.map(sleep);
+        ResponseFuture {
+            state: State::Calling { future },
+            timer,
+            deadline_timer,
+            service,
+            config,
+            parts,
+            replay,
+            next_body: None,
+            attempt: 1,
+            waited: Duration::ZERO,
+            backoff: BackoffState::default(),
+        }
+    }
+}
+
+impl<S, B, RB, C, P> Future for ResponseFuture<S, B, RB, C, P>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+    RB: Body,
+    C: Classify<Response<RB>>,
+    P: Policy,
+{
+    type Output = Result<Response<ResponseBody<RB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if let Some(deadline) = this.deadline_timer.as_mut().as_pin_mut() {
+                if deadline.poll(cx).is_ready() {
+                    this.state.set(State::Done);
+                    let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
+                    give_up(this.config, GiveUp::Deadline, &outcome, *this.attempt);
+                    return Poll::Ready(Err(DeadlineExceeded::new().into()));
+                }
+            }
+
+            // Each arm either returns, or yields the outcome of an attempt.
+            let (outcome, last, arrived, peeked): (Outcome, Self::Output, Instant, bool) =
+                match this.state.as_mut().project() {
+                    StateProj::Calling { future } => {
+                        let result = match future.poll(cx) {
+                            Poll::Ready(result) => result.map_err(Into::into),
+                            Poll::Pending => {
+                                let timed_out = this
+                                    .timer
+                                    .as_mut()
+                                    .as_pin_mut()
+                                    .is_some_and(|t| t.poll(cx).is_ready());
+                                if !timed_out {
+                                    return Poll::Pending;
+                                }
+                                let after = this.config.attempt_timeout.unwrap_or_default();
+                                Err(TimedOut::after(after).into())
+                            }
+                        };
+                        this.timer.set(None);
+                        let arrived = clock::now();
+                        match result {
+                            Ok(response) => {
+                                let outcome = this.config.classifier.classify_response(&response);
+                                if outcome.is_success() && *this.attempt == 1 {
+                                    // The path every healthy request takes: no
+                                    // bookkeeping beyond the body wrapper.
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                                }
+                                (outcome, Ok(response.map(ResponseBody::inner)), arrived, false)
+                            }
+                            Err(error) => {
+                                let outcome = this.config.classifier.classify_error(&*error);
+                                (outcome, Err(error), arrived, false)
+                            }
+                        }
+                    }
+                    StateProj::Peeking {
+                        head,
+                        body,
+                        buf,
+                        trailers,
+                        outcome,
+                        arrived,
+                    } => {
+                        let limit_hit = this
+                            .timer
+                            .as_mut()
+                            .as_pin_mut()
+                            .is_some_and(|t| t.poll(cx).is_ready());
+                        let mut error = None;
+                        while !limit_hit && buf.len() < this.config.peek_limit {
+                            let Some(b) = body.as_mut() else { break };
+                            match b.as_mut().poll_frame(cx) {
+                                Poll::Pending => return Poll::Pending,
+                                Poll::Ready(None) => {
+                                    *body = None;
+                                    break;
+                                }
+                                // An error ends the peek; the caller sees it
+                                // after the bytes read before it.
+                                Poll::Ready(Some(Err(e))) => {
+                                    error = Some(e);
+                                    *body = None;
+                                    break;
+                                }
+                                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                                    Ok(mut data) => {
+                                        while data.has_remaining() {
+                                            let chunk = data.chunk();
+                                            buf.extend_from_slice(chunk);
+                                            let n = chunk.len();
+                                            data.advance(n);
+                                        }
+                                    }
+                                    Err(frame) => {
+                                        if let Ok(t) = frame.into_trailers() {
+                                            *trailers = Some(t);
+                                            *body = None;
+                                            break;
+                                        }
+                                    }
+                                },
+                            }
+                        }
+                        this.timer.set(None);
+                        let refined = this.config.classifier.classify_body(*outcome, buf);
+                        let head = head.take().expect("peek head is taken once");
+                        let prefix = Bytes::from(std::mem::take(buf));
+                        let response = Response::from_parts(
+                            head,
+                            ResponseBody::peeked(prefix, trailers.take(), error, body.take()),
+                        );
+                        (refined, Ok(response), *arrived, true)
+                    }
+                    StateProj::Waiting { drain, drained } => {
+                        // Drain the discarded response while waiting, so its
+                        // connection can go back to the pool.
+                        while let Some(body) = drain.as_mut() {
+                            if *drained >= this.config.drain_limit {
+                                *drain = None;
+                                break;
+                            }
+                            match body.as_mut().poll_frame(cx) {
+                                Poll::Ready(Some(Ok(frame))) => {
+                                    *drained += frame.data_ref().map_or(0, |d| d.remaining());
+                                }
+                                Poll::Ready(_) => *drain = None,
+                                Poll::Pending => break,
+                            }
+                        }
+                        if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                            ready!(timer.poll(cx));
+                        }
+                        this.timer.set(None);
+                        this.state.set(State::Readying);
+                        continue;
+                    }
+                    StateProj::Readying => {
+                        if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error.into()));
+                        }
+                        *this.attempt += 1;
+                        let body = this
+                            .next_body
+                            .take()
+                            .expect("a retry is scheduled with its body");
+                        let mut parts = this.parts.clone();
+                        parts.extensions.insert(Attempt(*this.attempt));
+                        let future = this.service.call(Request::from_parts(parts, body));
+                        if let Some(timeout) = this.config.attempt_timeout {
+                            this.timer.set(Some(sleep(timeout)));
+                        }
+                        this.state.set(State::Calling { future });
+                        continue;
+                    }
+                    StateProj::Done => panic!("ResponseFuture polled after completion"),
+                };
+
+            let step = decide::<C, P, B, RB>(
+                this.config,
+                &outcome,
+                *this.attempt,
+                this.parts,
+                this.replay,
+                arrived,
+                this.deadline_timer.as_ref().as_pin_ref().map(|s| s.deadline()),
+                !peeked && last.is_ok(),
+                this.backoff,
+            );
+            match step {
+                Step::Return(reason) => {
+                    this.state.set(State::Done);
+                    if let Some(reason) = reason {
+                        if reason != GiveUp::NotRetryable {
+                            give_up(this.config, reason, &outcome, *this.attempt);
+                        }
+                    }
+                    let notable = reason.is_some_and(|r| r != GiveUp::NotRetryable);
+                    return Poll::Ready(last.map(|mut response| {
+                        if *this.attempt > 1 || notable {
+                            response.extensions_mut().insert(RetryInfo {
+                                attempts: *this.attempt,
+                                waited: *this.waited,
+                                gave_up: reason.filter(|_| notable),
+                            });
+                        }
+                        response
+                    }));
+                }
+                Step::Peek => {
+                    let response = last.expect("only responses are peeked");
+                    let (head, body) = response.into_parts();
+                    let body = match body.into_inner() {
+                        Some(body) => body,
+                        None => unreachable!("responses are peeked before any wrapping"),
+                    };
+                    this.timer.set(Some(sleep(this.config.peek_timeout)));
+                    this.state.set(State::Peeking {
+                        head: Some(head),
+                        body: Some(Box::pin(body)),
+                        buf: Vec::new(),
+                        trailers: None,
+                        outcome,
+                        arrived,
+                    });
+                }
+                Step::Retry {
+                    wait,
+                    server_directed,
+                    body,
+                } => {
+                    this.config.events.emit(|| Event::Retry {
+                        attempt: *this.attempt + 1,
+                        outcome: &outcome,
+                        wait,
+                        server_directed,
+                    });
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(
+                        attempt = *this.attempt + 1,
+                        outcome = outcome.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        server_directed,
+                        "retrying request"
+                    );
+                    *this.waited += wait;
+                    *this.next_body = Some(body);
+                    this.timer.set(Some(sleep_until(arrived + wait)));
+                    this.state.set(State::Waiting {
+                        drain: last.ok().map(|r| Box::pin(r.into_body())),
+                        drained: 0,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn give_up<C, P>(config: &Config<C, P>, reason: GiveUp, outcome: &Outcome, attempts: u32) {
+    config.events.emit(|| Event::GaveUp {
+        reason,
+        outcome,
+        attempts,
+    });
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        reason = reason.as_str(),
+        outcome = outcome.as_str(),
+        attempts,
+        "not retrying request"
+    );
+}
+
+/// Decides what follows an attempt. Budget is withdrawn only when the
+/// answer is a retry.
+#[allow(clippy::too_many_arguments)]
+fn decide<C, P, B, RB>(
+    config: &Config<C, P>,
+    outcome: &Outcome,
+    attempt: u32,
+    parts: &http::request::Parts,
+    replay: &mut Replay<B>,
+    arrived: Instant,
+    deadline: Option<Instant>,
+    may_peek: bool,
+    backoff: &mut BackoffState,
+) -> Step<B>
+where
+    P: Policy,
+    C: Classify<Response<RB>>,
+{
+    if outcome.is_success() {
+        return Step::Return(None);
+    }
+    if !config.policy.may_retry(outcome, parts) {
+        let reason = if outcome.retry_forbidden() {
+            GiveUp::Forbidden
+        } else if matches!(outcome, Outcome::ClientError) || outcome.is_hopeless() {
+            GiveUp::NotRetryable
+        } else if !evenkeel_core::resend::is_idempotent(&parts.method, &parts.headers) {
+            GiveUp::NotIdempotent
+        } else {
+            GiveUp::NotRetryable
+        };
+        return Step::Return(Some(reason));
+    }
+    if attempt >= config.max_attempts {
+        return Step::Return(Some(GiveUp::Attempts));
+    }
+    let server_wait = outcome.server_wait();
+    if server_wait.is_some_and(|w| w > config.max_server_wait) {
+        return Step::Return(Some(GiveUp::WaitTooLong));
+    }
+    let backoff_policy = if outcome.is_pushback() {
+        &config.throttle_backoff
+    } else {
+        &config.backoff
+    };
+    let backoff_wait = backoff_policy.delay(attempt - 1, backoff, &config.jitter);
+    let (wait, server_directed) = match server_wait {
+        // Jitter on a server wait only ever adds: up to 10 % of it, at most
+        // one second, so clients told the same time do not return together.
+        Some(server) if server >= backoff_wait => {
+            let spread = (server.as_secs_f64() * 0.1).min(1.0);
+            let extra = secs_to_duration(spread * config.jitter.unit());
+            (server.saturating_add(extra), true)
+        }
+        _ => (backoff_wait, false),
+    };
+    if deadline.is_some_and(|d| arrived + wait >= d) {
+        return Step::Return(Some(GiveUp::Deadline));
+    }
+    if may_peek && Classify::<Response<RB>>::wants_body(&config.classifier, outcome) {
+        return Step::Peek;
+    }
+    let Some(body) = replay.body() else {
+        return Step::Return(Some(GiveUp::BodyNotReplayable));
+    };
+    if !config.budget.withdraw() {
+        return Step::Return(Some(GiveUp::Budget));
+    }
+    Step::Retry {
+        wait,
+        server_directed,
+        body,
+    }
+}
+
+impl<S, B, RB, C, P> fmt::Debug for ResponseFuture<S, B, RB, C, P>
+where
+    S: Service<Request<ReplayBody<B>>>,
+    RB: Body,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempt", &self.attempt)
+            .field("waited", &self.waited)
+            .finish_non_exhaustive()
+    }
+}
