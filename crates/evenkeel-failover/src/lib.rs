@@ -1,0 +1,1 @@
+//! evenkeel failover middleware (in progress).

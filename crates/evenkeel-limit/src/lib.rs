@@ -1,0 +1,1 @@
+//! evenkeel limit middleware (in progress).

@@ -1,0 +1,1 @@
+//! evenkeel metrics middleware (in progress).

@@ -1,0 +1,1 @@
+//! evenkeel quota middleware (in progress).
