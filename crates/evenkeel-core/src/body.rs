@@ -49,8 +49,9 @@ pub struct Replay<B> {
 }
 
 enum Source<B> {
-    /// The body held no data.
-    Empty { trailers: Option<HeaderMap> },
+    /// The body held no data (trailers, if any, are boxed to keep this type
+    /// small).
+    Empty { trailers: Option<Box<HeaderMap>> },
     /// The body was complete at once: one chunk.
     Whole { data: Bytes },
     /// The body streams; attempts share what has been read.
@@ -66,7 +67,7 @@ pub struct ReplayBody<B> {
 
 enum Kind<B> {
     Empty {
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     },
     Whole {
         data: Option<Bytes>,
@@ -186,7 +187,7 @@ where
                             if body.is_end_stream() {
                                 return Replay {
                                     source: Source::Empty {
-                                        trailers: shared.trailers,
+                                        trailers: shared.trailers.map(Box::new),
                                     },
                                 };
                             }
@@ -296,7 +297,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match &mut this.kind {
-            Kind::Empty { trailers } => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            Kind::Empty { trailers } => {
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
+            }
             Kind::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Once { body } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
@@ -416,7 +419,9 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Once { body } => body.size_hint(),
-            Kind::Shared { shared, read, done, .. } => {
+            Kind::Shared {
+                shared, read, done, ..
+            } => {
                 if *done {
                     return SizeHint::with_exact(0);
                 }

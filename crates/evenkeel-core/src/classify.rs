@@ -302,7 +302,9 @@ fn local_error(err: &(dyn Error + 'static)) -> Option<Outcome> {
         return Some(Outcome::Failed(Failure::new(FailureKind::LocalOverload)));
     }
     if let Some(q) = err.downcast_ref::<QuotaExhausted>() {
-        let wait = q.until().map(|until| until.saturating_duration_since(clock::now()));
+        let wait = q
+            .until()
+            .map(|until| until.saturating_duration_since(clock::now()));
         return Some(Outcome::Failed(
             Failure::new(FailureKind::LocalQuota).with_wait(wait),
         ));
@@ -390,10 +392,7 @@ impl Facts {
         {
             self.connect_phase = true;
             self.note(FailureKind::Certificate);
-        } else if contains(msg, "handshake")
-            || contains(msg, "tls")
-            || contains(msg, "ssl")
-        {
+        } else if contains(msg, "handshake") || contains(msg, "tls") || contains(msg, "ssl") {
             self.connect_phase = true;
             self.note(FailureKind::Tls);
         }
@@ -480,7 +479,11 @@ impl fmt::Write for MessageText {
         }
         self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
         self.len += take;
-        if take < s.len() { Err(fmt::Error) } else { Ok(()) }
+        if take < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -539,7 +542,10 @@ mod tests {
         assert!(matches!(status(503, &[]), Outcome::Overloaded(_)));
         assert!(matches!(status(529, &[]), Outcome::Overloaded(_)));
         for code in [408, 409, 500, 502, 504] {
-            assert!(matches!(status(code, &[]), Outcome::ServerError(_)), "{code}");
+            assert!(
+                matches!(status(code, &[]), Outcome::ServerError(_)),
+                "{code}"
+            );
         }
     }
 
@@ -574,7 +580,10 @@ mod tests {
         assert_eq!(grpc("3", &[]), Outcome::ClientError);
         assert!(matches!(grpc("junk", &[]), Outcome::ServerError(_)));
         let no_status = Response::builder().status(200).body(()).unwrap();
-        assert_eq!(GrpcClassifier::new().classify_response(&no_status), Outcome::Success);
+        assert_eq!(
+            GrpcClassifier::new().classify_response(&no_status),
+            Outcome::Success
+        );
     }
 
     #[test]
@@ -586,8 +595,15 @@ mod tests {
         assert!(c.wants_body(&outcome));
         let body = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert!(c.classify_body(outcome, body).is_hopeless());
-        assert!(!c.classify_body(outcome, br#"{"error":{"type":"requests"}}"#).is_hopeless());
-        let waited = Response::builder().status(429).header("retry-after", "3").body(()).unwrap();
+        assert!(
+            !c.classify_body(outcome, br#"{"error":{"type":"requests"}}"#)
+                .is_hopeless()
+        );
+        let waited = Response::builder()
+            .status(429)
+            .header("retry-after", "3")
+            .body(())
+            .unwrap();
         assert!(!c.wants_body(&c.classify_response(&waited)));
         let off = HttpClassifier::new().inspect_bodies(false);
         assert!(!Classify::<Response<()>>::wants_body(&off, &outcome));
@@ -599,7 +615,7 @@ mod tests {
         assert_eq!(kind(&e), (FailureKind::ConnectionRefused, Sent::Never));
         let e = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
         assert_eq!(kind(&e), (FailureKind::ConnectionReset, Sent::Maybe));
-        let e = io::Error::new(io::ErrorKind::Other, "something odd");
+        let e = io::Error::other("something odd");
         assert_eq!(kind(&e), (FailureKind::Other, Sent::Maybe));
     }
 
@@ -621,10 +637,16 @@ mod tests {
             "client error (Connect)",
             Box::new(Wrap(
                 "tcp connect error",
-                Box::new(io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)")),
+                Box::new(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "Connection refused (os error 111)",
+                )),
             )),
         );
-        assert_eq!(kind(&refused), (FailureKind::ConnectionRefused, Sent::Never));
+        assert_eq!(
+            kind(&refused),
+            (FailureKind::ConnectionRefused, Sent::Never)
+        );
 
         let connect_timeout = Wrap(
             "client error (Connect)",
@@ -633,7 +655,10 @@ mod tests {
                 Box::new(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
             )),
         );
-        assert_eq!(kind(&connect_timeout), (FailureKind::ConnectTimeout, Sent::Never));
+        assert_eq!(
+            kind(&connect_timeout),
+            (FailureKind::ConnectTimeout, Sent::Never)
+        );
 
         let cert = Wrap(
             "client error (Connect)",
@@ -654,9 +679,15 @@ mod tests {
 
         let incomplete = Wrap(
             "client error (SendRequest)",
-            Box::new(Wrap("connection closed before message completed", Box::new(io::Error::other("x")))),
+            Box::new(Wrap(
+                "connection closed before message completed",
+                Box::new(io::Error::other("x")),
+            )),
         );
-        assert_eq!(kind(&incomplete), (FailureKind::ConnectionReset, Sent::Maybe));
+        assert_eq!(
+            kind(&incomplete),
+            (FailureKind::ConnectionReset, Sent::Maybe)
+        );
 
         let refused_stream = Wrap(
             "client error (SendRequest)",
@@ -666,14 +697,23 @@ mod tests {
         );
         assert_eq!(kind(&refused_stream), (FailureKind::Refused, Sent::Never));
 
-        let canceled = Wrap("client error (Canceled)", Box::new(io::Error::other("operation was canceled")));
+        let canceled = Wrap(
+            "client error (Canceled)",
+            Box::new(io::Error::other("operation was canceled")),
+        );
         assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
     }
 
     #[test]
     fn local_errors() {
-        assert_eq!(kind(&Overloaded::new()), (FailureKind::LocalOverload, Sent::Never));
-        assert_eq!(kind(&DeadlineExceeded::new()), (FailureKind::Deadline, Sent::Maybe));
+        assert_eq!(
+            kind(&Overloaded::new()),
+            (FailureKind::LocalOverload, Sent::Never)
+        );
+        assert_eq!(
+            kind(&DeadlineExceeded::new()),
+            (FailureKind::Deadline, Sent::Maybe)
+        );
         let boxed: Box<dyn Error + Send + Sync> = Box::new(Overloaded::new());
         assert_eq!(kind(&*boxed), (FailureKind::LocalOverload, Sent::Never));
     }

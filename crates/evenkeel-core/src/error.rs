@@ -132,11 +132,7 @@ impl fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("deadline exceeded")?;
         if let Some(wait) = self.server_wait {
-            write!(
-                f,
-                " (the server asked to wait {:.3}s)",
-                wait.as_secs_f64()
-            )?;
+            write!(f, " (the server asked to wait {:.3}s)", wait.as_secs_f64())?;
         }
         Ok(())
     }
@@ -207,7 +203,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: `{}` {}", self.field, self.message)
+        write!(
+            f,
+            "invalid configuration: `{}` {}",
+            self.field, self.message
+        )
     }
 }
 

@@ -49,7 +49,11 @@ impl Jitter {
 
     /// A duration uniformly drawn from `[low, high]` (in either order).
     pub fn between(&self, low: Duration, high: Duration) -> Duration {
-        let (low, high) = if low <= high { (low, high) } else { (high, low) };
+        let (low, high) = if low <= high {
+            (low, high)
+        } else {
+            (high, low)
+        };
         let span = (high - low).as_secs_f64();
         low + Duration::from_secs_f64(span * self.unit())
     }
@@ -72,7 +76,9 @@ mod tests {
         let a = Jitter::seeded(7);
         let b = Jitter::seeded(7);
         let a2 = a.clone();
-        let xs: Vec<f64> = (0..4).map(|i| if i % 2 == 0 { a.unit() } else { a2.unit() }).collect();
+        let xs: Vec<f64> = (0..4)
+            .map(|i| if i % 2 == 0 { a.unit() } else { a2.unit() })
+            .collect();
         let ys: Vec<f64> = (0..4).map(|_| b.unit()).collect();
         assert_eq!(xs, ys);
         for x in xs {

@@ -70,7 +70,10 @@ impl Backoff {
     /// Fails when `base` is zero or `max` is below `base`.
     pub fn exponential(base: Duration, max: Duration) -> Result<Backoff, ConfigError> {
         if base.is_zero() {
-            return Err(ConfigError::new("backoff.base", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "backoff.base",
+                "must be greater than zero",
+            ));
         }
         if max < base {
             return Err(ConfigError::new(

@@ -26,13 +26,17 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B: Body> {
         Inner { #[pin] body: B },
-        Peeked {
-            prefix: Option<Bytes>,
-            trailers: Option<HeaderMap>,
-            error: Option<B::Error>,
-            rest: Option<Pin<Box<B>>>,
-        },
+        Peeked { peeked: Box<Peeked<B>> },
     }
+}
+
+/// What was read of a body to classify it, and the rest of it. Boxed: rare,
+/// and it keeps `ResponseBody` as small as the body it wraps.
+struct Peeked<B: Body> {
+    prefix: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    error: Option<B::Error>,
+    rest: Option<Pin<Box<B>>>,
 }
 
 impl<B: Body> ResponseBody<B> {
@@ -58,10 +62,12 @@ impl<B: Body> ResponseBody<B> {
     ) -> Self {
         ResponseBody {
             kind: Kind::Peeked {
-                prefix: (!prefix.is_empty()).then_some(prefix),
-                trailers,
-                error,
-                rest,
+                peeked: Box::new(Peeked {
+                    prefix: (!prefix.is_empty()).then_some(prefix),
+                    trailers,
+                    error,
+                    rest,
+                }),
             },
         }
     }
@@ -82,12 +88,13 @@ where
             KindProj::Inner { body } => body.poll_frame(cx).map(|frame| {
                 frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
             }),
-            KindProj::Peeked {
-                prefix,
-                trailers,
-                error,
-                rest,
-            } => {
+            KindProj::Peeked { peeked } => {
+                let Peeked {
+                    prefix,
+                    trailers,
+                    error,
+                    rest,
+                } = &mut **peeked;
                 if let Some(prefix) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(prefix))));
                 }
@@ -118,12 +125,13 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Peeked {
-                prefix,
-                trailers,
-                error,
-                rest,
-            } => {
+            Kind::Peeked { peeked } => {
+                let Peeked {
+                    prefix,
+                    trailers,
+                    error,
+                    rest,
+                } = &**peeked;
                 prefix.is_none()
                     && trailers.is_none()
                     && error.is_none()
@@ -135,9 +143,12 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Peeked { prefix, rest, .. } => {
+            Kind::Peeked { peeked } => {
+                let Peeked { prefix, rest, .. } = &**peeked;
                 let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let rest = rest.as_ref().map_or(SizeHint::with_exact(0), |b| b.size_hint());
+                let rest = rest
+                    .as_ref()
+                    .map_or(SizeHint::with_exact(0), |b| b.size_hint());
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.lower().saturating_add(extra));
                 if let Some(upper) = rest.upper() {
@@ -153,9 +164,9 @@ impl<B: Body> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
-            Kind::Peeked { prefix, .. } => f
+            Kind::Peeked { peeked } => f
                 .debug_struct("ResponseBody::Peeked")
-                .field("prefix_len", &prefix.as_ref().map_or(0, |p| p.len()))
+                .field("prefix_len", &peeked.prefix.as_ref().map_or(0, |p| p.len()))
                 .finish_non_exhaustive(),
         }
     }

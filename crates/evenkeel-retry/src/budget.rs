@@ -2,11 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use evenkeel_core::ConfigError;
-use tower::retry::budget::{Budget as _, TpsBudget};
+use evenkeel_core::{ConfigError, clock};
+use tokio::time::Instant;
+
+/// How many slots the sliding window is cut into.
+const SLOTS: usize = 10;
 
 /// A retry budget shared by every clone of a retry layer.
 ///
@@ -19,21 +22,36 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 ///
 /// Defaults: 20 % of requests, a floor of 10 retries per second, over 10 s.
 ///
-/// The accounting is tower's [`TpsBudget`], validated up front (it panics on
-/// bad input; this type returns a [`ConfigError`] instead) and counted.
+/// The window is a ring of ten slots of atomic counters; a deposit is one
+/// clock read and one atomic add, with no lock, so the budget costs little
+/// on the path every request takes. Time is tokio's, so tests under
+/// `tokio::time::pause` see the window slide.
 #[derive(Clone)]
 pub struct RetryBudget {
     inner: Option<Arc<Inner>>,
 }
 
 struct Inner {
-    budget: TpsBudget,
+    slots: [Slot; SLOTS],
+    start: Instant,
+    slot_nanos: u64,
+    /// Credit that never expires: the floor of `min_per_sec` over `ttl`.
+    reserve: i64,
+    deposit_amount: i64,
+    withdraw_amount: i64,
     percent: f32,
     min_per_sec: u32,
     ttl: Duration,
     deposits: AtomicU64,
     withdrawals: AtomicU64,
     refusals: AtomicU64,
+}
+
+/// One slice of the window: the balance of the deposits and withdrawals
+/// made during tick `tick`.
+struct Slot {
+    tick: AtomicU64,
+    balance: AtomicI64,
 }
 
 impl RetryBudget {
@@ -53,8 +71,11 @@ impl RetryBudget {
                 format!("must be a fraction between 0.0 and 10.0, got {percent}"),
             ));
         }
-        if min_per_sec >= i32::MAX as u32 {
-            return Err(ConfigError::new("budget.min_per_sec", "is too large"));
+        if min_per_sec > 1_000_000 {
+            return Err(ConfigError::new(
+                "budget.min_per_sec",
+                format!("({min_per_sec}) is too large; the limit is 1 000 000"),
+            ));
         }
         if percent == 0.0 && min_per_sec == 0 {
             return Err(ConfigError::new(
@@ -62,9 +83,28 @@ impl RetryBudget {
                 "allows no retry at all (0 % and no floor); use max_attempts(1) to disable retries",
             ));
         }
+        // Amounts are scaled by 1000 so fractional percentages stay exact
+        // enough: a deposit is worth 1000, a withdrawal 1000 / percent.
+        let (deposit_amount, withdraw_amount) = if percent == 0.0 {
+            (0, 1)
+        } else {
+            (1000, (1000.0 / f64::from(percent)).round().max(1.0) as i64)
+        };
+        let reserve = i64::from(min_per_sec)
+            .saturating_mul(ttl.as_secs() as i64)
+            .saturating_mul(withdraw_amount);
+        let slot_nanos = (ttl.as_nanos() / SLOTS as u128).max(1) as u64;
         Ok(RetryBudget {
             inner: Some(Arc::new(Inner {
-                budget: TpsBudget::new(ttl, min_per_sec, percent),
+                slots: std::array::from_fn(|_| Slot {
+                    tick: AtomicU64::new(0),
+                    balance: AtomicI64::new(0),
+                }),
+                start: clock::now(),
+                slot_nanos,
+                reserve,
+                deposit_amount,
+                withdraw_amount,
                 percent,
                 min_per_sec,
                 ttl,
@@ -81,26 +121,38 @@ impl RetryBudget {
     }
 
     /// Records a request.
+    #[inline]
     pub(crate) fn deposit(&self) {
         if let Some(inner) = &self.inner {
-            inner.budget.deposit();
+            let tick = inner.tick();
+            inner
+                .slot(tick)
+                .fetch_add(inner.deposit_amount, Ordering::Relaxed);
             inner.deposits.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Takes one retry from the budget; `false` when it is empty.
     pub(crate) fn withdraw(&self) -> bool {
-        match &self.inner {
-            None => true,
-            Some(inner) => {
-                if inner.budget.withdraw() {
-                    inner.withdrawals.fetch_add(1, Ordering::Relaxed);
-                    true
-                } else {
-                    inner.refusals.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-            }
+        let Some(inner) = &self.inner else {
+            return true;
+        };
+        let tick = inner.tick();
+        let live: i64 = inner
+            .slots
+            .iter()
+            .filter(|s| tick.saturating_sub(s.tick.load(Ordering::Acquire)) < SLOTS as u64)
+            .map(|s| s.balance.load(Ordering::Relaxed))
+            .fold(0i64, i64::saturating_add);
+        if live.saturating_add(inner.reserve) >= inner.withdraw_amount {
+            inner
+                .slot(tick)
+                .fetch_sub(inner.withdraw_amount, Ordering::Relaxed);
+            inner.withdrawals.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            inner.refusals.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 
@@ -128,6 +180,32 @@ impl RetryBudget {
     /// `false` for [`RetryBudget::unlimited`].
     pub fn is_limited(&self) -> bool {
         self.inner.is_some()
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn tick(&self) -> u64 {
+        let elapsed = clock::now().saturating_duration_since(self.start);
+        (elapsed.as_nanos() / u128::from(self.slot_nanos)) as u64 + 1
+    }
+
+    /// The balance of the slot for `tick`, cleared first if it still holds
+    /// an older tick. (A deposit racing with the clearing may be lost; the
+    /// budget is an estimate and errs on the side of fewer retries.)
+    #[inline]
+    fn slot(&self, tick: u64) -> &AtomicI64 {
+        let slot = &self.slots[(tick % SLOTS as u64) as usize];
+        let seen = slot.tick.load(Ordering::Acquire);
+        if seen != tick
+            && slot
+                .tick
+                .compare_exchange(seen, tick, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            slot.balance.store(0, Ordering::Release);
+        }
+        &slot.balance
     }
 }
 
@@ -162,10 +240,62 @@ mod tests {
     fn validation_names_fields() {
         let err = |r: Result<RetryBudget, ConfigError>| r.unwrap_err().field();
         assert_eq!(err(RetryBudget::new(Duration::ZERO, 10, 0.2)), "budget.ttl");
-        assert_eq!(err(RetryBudget::new(Duration::from_secs(61), 10, 0.2)), "budget.ttl");
-        assert_eq!(err(RetryBudget::new(Duration::from_secs(10), 10, f32::NAN)), "budget.percent");
-        assert_eq!(err(RetryBudget::new(Duration::from_secs(10), 10, -0.1)), "budget.percent");
-        assert_eq!(err(RetryBudget::new(Duration::from_secs(10), 0, 0.0)), "budget");
+        assert_eq!(
+            err(RetryBudget::new(Duration::from_secs(61), 10, 0.2)),
+            "budget.ttl"
+        );
+        assert_eq!(
+            err(RetryBudget::new(Duration::from_secs(10), 10, f32::NAN)),
+            "budget.percent"
+        );
+        assert_eq!(
+            err(RetryBudget::new(Duration::from_secs(10), 10, -0.1)),
+            "budget.percent"
+        );
+        assert_eq!(
+            err(RetryBudget::new(Duration::from_secs(10), 0, 0.0)),
+            "budget"
+        );
+        assert_eq!(
+            err(RetryBudget::new(Duration::from_secs(10), u32::MAX, 0.2)),
+            "budget.min_per_sec"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_expire_after_the_ttl() {
+        let budget = RetryBudget::new(Duration::from_secs(1), 0, 1.0).unwrap();
+        budget.deposit();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(
+            !budget.withdraw(),
+            "a deposit older than the window is gone"
+        );
+        budget.deposit();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(budget.withdraw(), "a recent deposit counts");
+        assert!(
+            !budget.withdraw(),
+            "each deposit pays for one retry at 100 %"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn withdrawals_expire_too() {
+        let budget = RetryBudget::new(Duration::from_secs(2), 1, 0.0).unwrap();
+        // The floor: 1 retry per second over 2 s.
+        assert!(budget.withdraw());
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(budget.withdraw(), "old withdrawals slid out of the window");
+    }
+
+    #[test]
+    fn unlimited_always_allows() {
+        let budget = RetryBudget::unlimited();
+        assert!((0..10_000).all(|_| budget.withdraw()));
+        assert!(!budget.is_limited());
     }
 
     #[tokio::test(start_paused = true)]

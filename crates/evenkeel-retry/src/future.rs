@@ -16,7 +16,7 @@ use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use crate::backoff::{BackoffState, secs_to_duration};
@@ -38,12 +38,12 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, RB>,
-        // The attempt timeout, the wait before a retry, or the bound on
-        // reading a body to classify it: one at a time.
+        // One timer, armed for whatever comes first of: the attempt timeout
+        // or the total deadline while calling; the end of the wait before a
+        // retry; the bound on reading a body to classify it.
         #[pin]
         timer: Option<Sleep>,
-        #[pin]
-        deadline_timer: Option<Sleep>,
+        deadline: Option<Instant>,
         service: S,
         config: Arc<Config<C, P>>,
         parts: http::request::Parts,
@@ -59,18 +59,22 @@ pin_project! {
     #[project = StateProj]
     enum State<F, RB: Body> {
         Calling { #[pin] future: F },
-        Peeking {
-            head: Option<http::response::Parts>,
-            body: Option<Pin<Box<RB>>>,
-            buf: Vec<u8>,
-            trailers: Option<HeaderMap>,
-            outcome: Outcome,
-            arrived: Instant,
-        },
+        Peeking { peek: Box<Peek<RB>> },
         Waiting { drain: Option<Pin<Box<ResponseBody<RB>>>>, drained: usize },
         Readying,
         Done,
     }
+}
+
+/// A response whose body is being read to classify it. Boxed: rare, and
+/// it keeps the future small.
+struct Peek<RB> {
+    head: Option<http::response::Parts>,
+    body: Option<Pin<Box<RB>>>,
+    buf: Vec<u8>,
+    trailers: Option<HeaderMap>,
+    outcome: Outcome,
+    arrived: Instant,
 }
 
 /// What to do after an attempt.
@@ -91,35 +95,28 @@ where
     B::Error: Into<BoxError>,
     RB: Body,
 {
-    pub(crate) fn start(
-        mut service: S,
-        config: Arc<Config<C, P>>,
-        request: Request<B>,
-    ) -> Self {
+    pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
         config.budget.deposit();
-        let (mut parts, body) = request.into_parts();
-        let mut deadline_timer = None;
-        if let Some(total) = config.deadline {
-            let own = clock::now() + total;
-            let deadline = match parts.extensions.get::<Deadline>() {
-                Some(outer) if outer.0 <= own => outer.0,
-                _ => {
-                    parts.extensions.insert(Deadline(own));
-                    own
-                }
-            };
-            deadline_timer = Some(sleep_until(deadline));
-        }
+        let (parts, body) = request.into_parts();
+        let deadline = match config.deadline {
+            Some(total) => {
+                let own = clock::now() + total;
+                Some(Deadline::of_parts(&parts).map_or(own, |outer| outer.min(own)))
+            }
+            None => None,
+        };
         let mut replay = Replay::new(body, config.replay_cap);
         let first = replay
             .body()
             .expect("a new replay always yields its first body");
-        let future = service.call(Request::from_parts(parts.clone(), first));
-        let timer = config.attempt_timeout.map(sleep);
+        let future = Deadline::scope(deadline, || {
+            service.call(Request::from_parts(parts.clone(), first))
+        });
+        let timer = attempt_until(&config, deadline).map(sleep_until);
         ResponseFuture {
             state: State::Calling { future },
             timer,
-            deadline_timer,
+            deadline,
             service,
             config,
             parts,
@@ -130,6 +127,32 @@ where
             backoff: BackoffState::default(),
         }
     }
+}
+
+/// When the attempt starting now must end: its own timeout or the total
+/// deadline, whichever is first.
+fn attempt_until<C, P>(config: &Config<C, P>, deadline: Option<Instant>) -> Option<Instant> {
+    let own = config.attempt_timeout.map(|t| clock::now() + t);
+    match (own, deadline) {
+        (Some(a), Some(d)) => Some(a.min(d)),
+        (a, None) => a,
+        (None, d) => d,
+    }
+}
+
+/// Arms `timer` for `until` (or disarms it), reusing the timer entry when
+/// there is one.
+fn arm(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>) {
+    match (timer.as_mut().as_pin_mut(), until) {
+        (Some(sleep), Some(until)) => sleep.reset(until),
+        (None, Some(until)) => timer.set(Some(sleep_until(until))),
+        (Some(_), None) => timer.set(None),
+        (None, None) => {}
+    }
+}
+
+fn timer_fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
 }
 
 impl<S, B, RB, C, P> Future for ResponseFuture<S, B, RB, C, P>
@@ -147,36 +170,27 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            if let Some(deadline) = this.deadline_timer.as_mut().as_pin_mut() {
-                if deadline.poll(cx).is_ready() {
-                    this.state.set(State::Done);
-                    let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
-                    give_up(this.config, GiveUp::Deadline, &outcome, *this.attempt);
-                    return Poll::Ready(Err(DeadlineExceeded::new().into()));
-                }
-            }
-
             // Each arm either returns, or yields the outcome of an attempt.
             let (outcome, last, arrived, peeked): (Outcome, Self::Output, Instant, bool) =
                 match this.state.as_mut().project() {
                     StateProj::Calling { future } => {
-                        let result = match future.poll(cx) {
+                        let polled = Deadline::scope(*this.deadline, || future.poll(cx));
+                        let result = match polled {
                             Poll::Ready(result) => result.map_err(Into::into),
                             Poll::Pending => {
-                                let timed_out = this
-                                    .timer
-                                    .as_mut()
-                                    .as_pin_mut()
-                                    .is_some_and(|t| t.poll(cx).is_ready());
-                                if !timed_out {
+                                if !timer_fired(this.timer.as_mut(), cx) {
                                     return Poll::Pending;
+                                }
+                                if this.deadline.is_some_and(|d| clock::now() >= d) {
+                                    return Poll::Ready(Err(deadline_error(
+                                        this.config,
+                                        *this.attempt,
+                                    )));
                                 }
                                 let after = this.config.attempt_timeout.unwrap_or_default();
                                 Err(TimedOut::after(after).into())
                             }
                         };
-                        this.timer.set(None);
-                        let arrived = clock::now();
                         match result {
                             Ok(response) => {
                                 let outcome = this.config.classifier.classify_response(&response);
@@ -186,27 +200,33 @@ where
                                     this.state.set(State::Done);
                                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                                 }
-                                (outcome, Ok(response.map(ResponseBody::inner)), arrived, false)
+                                let arrived = clock::now();
+                                (
+                                    outcome,
+                                    Ok(response.map(ResponseBody::inner)),
+                                    arrived,
+                                    false,
+                                )
                             }
                             Err(error) => {
                                 let outcome = this.config.classifier.classify_error(&*error);
-                                (outcome, Err(error), arrived, false)
+                                (outcome, Err(error), clock::now(), false)
                             }
                         }
                     }
-                    StateProj::Peeking {
-                        head,
-                        body,
-                        buf,
-                        trailers,
-                        outcome,
-                        arrived,
-                    } => {
-                        let limit_hit = this
-                            .timer
-                            .as_mut()
-                            .as_pin_mut()
-                            .is_some_and(|t| t.poll(cx).is_ready());
+                    StateProj::Peeking { peek } => {
+                        let Peek {
+                            head,
+                            body,
+                            buf,
+                            trailers,
+                            outcome,
+                            arrived,
+                        } = &mut **peek;
+                        let limit_hit = timer_fired(this.timer.as_mut(), cx);
+                        if limit_hit && this.deadline.is_some_and(|d| clock::now() >= d) {
+                            return Poll::Ready(Err(deadline_error(this.config, *this.attempt)));
+                        }
                         let mut error = None;
                         while !limit_hit && buf.len() < this.config.peek_limit {
                             let Some(b) = body.as_mut() else { break };
@@ -242,7 +262,6 @@ where
                                 },
                             }
                         }
-                        this.timer.set(None);
                         let refined = this.config.classifier.classify_body(*outcome, buf);
                         let head = head.take().expect("peek head is taken once");
                         let prefix = Bytes::from(std::mem::take(buf));
@@ -271,12 +290,26 @@ where
                         if let Some(timer) = this.timer.as_mut().as_pin_mut() {
                             ready!(timer.poll(cx));
                         }
-                        this.timer.set(None);
+                        // Readiness may take a while; it is bounded by the
+                        // deadline.
+                        arm(this.timer.as_mut(), *this.deadline);
                         this.state.set(State::Readying);
                         continue;
                     }
                     StateProj::Readying => {
-                        if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        let ready = match this.service.poll_ready(cx) {
+                            Poll::Ready(ready) => ready,
+                            Poll::Pending => {
+                                if timer_fired(this.timer.as_mut(), cx) {
+                                    return Poll::Ready(Err(deadline_error(
+                                        this.config,
+                                        *this.attempt,
+                                    )));
+                                }
+                                return Poll::Pending;
+                            }
+                        };
+                        if let Err(error) = ready {
                             this.state.set(State::Done);
                             return Poll::Ready(Err(error.into()));
                         }
@@ -287,10 +320,13 @@ where
                             .expect("a retry is scheduled with its body");
                         let mut parts = this.parts.clone();
                         parts.extensions.insert(Attempt(*this.attempt));
-                        let future = this.service.call(Request::from_parts(parts, body));
-                        if let Some(timeout) = this.config.attempt_timeout {
-                            this.timer.set(Some(sleep(timeout)));
-                        }
+                        let future = Deadline::scope(*this.deadline, || {
+                            this.service.call(Request::from_parts(parts, body))
+                        });
+                        arm(
+                            this.timer.as_mut(),
+                            attempt_until(this.config, *this.deadline),
+                        );
                         this.state.set(State::Calling { future });
                         continue;
                     }
@@ -304,17 +340,17 @@ where
                 this.parts,
                 this.replay,
                 arrived,
-                this.deadline_timer.as_ref().as_pin_ref().map(|s| s.deadline()),
+                *this.deadline,
                 !peeked && last.is_ok(),
                 this.backoff,
             );
             match step {
                 Step::Return(reason) => {
                     this.state.set(State::Done);
-                    if let Some(reason) = reason {
-                        if reason != GiveUp::NotRetryable {
-                            give_up(this.config, reason, &outcome, *this.attempt);
-                        }
+                    if let Some(reason) = reason
+                        && reason != GiveUp::NotRetryable
+                    {
+                        give_up(this.config, reason, &outcome, *this.attempt);
                     }
                     let notable = reason.is_some_and(|r| r != GiveUp::NotRetryable);
                     return Poll::Ready(last.map(|mut response| {
@@ -335,14 +371,20 @@ where
                         Some(body) => body,
                         None => unreachable!("responses are peeked before any wrapping"),
                     };
-                    this.timer.set(Some(sleep(this.config.peek_timeout)));
+                    let peek_end = clock::now() + this.config.peek_timeout;
+                    arm(
+                        this.timer.as_mut(),
+                        Some(this.deadline.map_or(peek_end, |d| d.min(peek_end))),
+                    );
                     this.state.set(State::Peeking {
-                        head: Some(head),
-                        body: Some(Box::pin(body)),
-                        buf: Vec::new(),
-                        trailers: None,
-                        outcome,
-                        arrived,
+                        peek: Box::new(Peek {
+                            head: Some(head),
+                            body: Some(Box::pin(body)),
+                            buf: Vec::new(),
+                            trailers: None,
+                            outcome,
+                            arrived,
+                        }),
                     });
                 }
                 Step::Retry {
@@ -366,7 +408,7 @@ where
                     );
                     *this.waited += wait;
                     *this.next_body = Some(body);
-                    this.timer.set(Some(sleep_until(arrived + wait)));
+                    arm(this.timer.as_mut(), Some(arrived + wait));
                     this.state.set(State::Waiting {
                         drain: last.ok().map(|r| Box::pin(r.into_body())),
                         drained: 0,
@@ -375,6 +417,13 @@ where
             }
         }
     }
+}
+
+/// Reports the deadline and makes the caller's error.
+fn deadline_error<C, P>(config: &Config<C, P>, attempts: u32) -> BoxError {
+    let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
+    give_up(config, GiveUp::Deadline, &outcome, attempts);
+    DeadlineExceeded::new().into()
 }
 
 fn give_up<C, P>(config: &Config<C, P>, reason: GiveUp, outcome: &Outcome, attempts: u32) {

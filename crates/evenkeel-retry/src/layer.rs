@@ -337,7 +337,10 @@ impl<C, P> RetryBuilder<C, P> {
         if self.max_attempts > 100 {
             return Err(ConfigError::new(
                 "max_attempts",
-                format!("({}) is unreasonably high; the limit is 100", self.max_attempts),
+                format!(
+                    "({}) is unreasonably high; the limit is 100",
+                    self.max_attempts
+                ),
             ));
         }
         if self.max_server_wait.is_zero() {
@@ -347,30 +350,30 @@ impl<C, P> RetryBuilder<C, P> {
             ));
         }
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new("attempt_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new("deadline", "must be greater than zero"));
         }
-        if let (Some(attempt), Some(deadline)) = (self.attempt_timeout, self.deadline) {
-            if attempt > deadline {
-                return Err(ConfigError::new(
-                    "attempt_timeout",
-                    format!("({attempt:?}) must not exceed the total deadline ({deadline:?})"),
-                ));
-            }
+        if let (Some(attempt), Some(deadline)) = (self.attempt_timeout, self.deadline)
+            && attempt > deadline
+        {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                format!("({attempt:?}) must not exceed the total deadline ({deadline:?})"),
+            ));
         }
         for (field, backoff) in [
             ("backoff", Some(&self.backoff)),
             ("throttle_backoff", self.throttle_backoff.as_ref()),
         ] {
-            if let Some(b) = backoff {
-                if b.max() < b.base() {
-                    return Err(ConfigError::new(
-                        field,
-                        "has a cap below its base delay",
-                    ));
-                }
+            if let Some(b) = backoff
+                && b.max() < b.base()
+            {
+                return Err(ConfigError::new(field, "has a cap below its base delay"));
             }
         }
         Ok(RetryLayer {

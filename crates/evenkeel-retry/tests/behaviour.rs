@@ -34,7 +34,11 @@ async fn never_retries_before_the_servers_wait() {
         let value = value.map_or_else(|| date_in(4), str::to_string);
         let upstream = Scripted::new(vec![with_header(429, name, &value), status(200)])
             .with_latency(Duration::from_millis(30));
-        let svc = layer().max_attempts(3).build().unwrap().layer(upstream.clone());
+        let svc = layer()
+            .max_attempts(3)
+            .build()
+            .unwrap()
+            .layer(upstream.clone());
         let res = svc.oneshot(post("/v1/messages", "hi")).await.unwrap();
         assert_eq!(res.status(), 200);
         let seen = upstream.seen();
@@ -69,7 +73,10 @@ async fn backoff_applies_when_the_server_gives_no_wait() {
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[1].at - seen[0].at, Duration::from_millis(300));
     assert_eq!(seen[2].at - seen[1].at, Duration::from_millis(300));
-    assert_eq!(seen.iter().map(|s| s.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        seen.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,7 +153,10 @@ async fn the_deadline_is_passed_down() {
         .layer(check.clone());
     let start = tokio::time::Instant::now();
     svc.oneshot(get("/")).await.unwrap();
-    assert_eq!(*check.0.lock().unwrap(), Some(start + Duration::from_secs(7)));
+    assert_eq!(
+        *check.0.lock().unwrap(),
+        Some(start + Duration::from_secs(7))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -228,7 +238,10 @@ async fn post_is_retried_after_429_and_not_after_500() {
     assert_eq!(upstream.attempts(), 1);
 
     // 529 with x-should-retry: true is declared safe by the server.
-    let upstream = Scripted::new(vec![with_header(529, "x-should-retry", "true"), status(200)]);
+    let upstream = Scripted::new(vec![
+        with_header(529, "x-should-retry", "true"),
+        status(200),
+    ]);
     let svc = layer().build().unwrap().layer(upstream.clone());
     assert_eq!(svc.oneshot(post("/", "a")).await.unwrap().status(), 200);
     assert_eq!(upstream.attempts(), 2);
@@ -255,7 +268,10 @@ async fn hopeless_quota_errors_are_returned_whole() {
     const BODY: &str = r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
     let upstream = Scripted::new(vec![Answer::Status(429, vec![], BODY), status(200)]);
     let svc = layer().build().unwrap().layer(upstream.clone());
-    let res = svc.oneshot(post("/v1/chat/completions", "{}")).await.unwrap();
+    let res = svc
+        .oneshot(post("/v1/chat/completions", "{}"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 429);
     assert_eq!(upstream.attempts(), 1);
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -272,7 +288,11 @@ async fn hopeless_quota_errors_are_returned_whole() {
 #[tokio::test(start_paused = true)]
 async fn attempts_are_capped() {
     let upstream = Scripted::new(vec![status(503)]);
-    let svc = layer().max_attempts(4).build().unwrap().layer(upstream.clone());
+    let svc = layer()
+        .max_attempts(4)
+        .build()
+        .unwrap()
+        .layer(upstream.clone());
     let res = svc.oneshot(get("/")).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(upstream.attempts(), 4);
@@ -359,14 +379,16 @@ async fn bodies_over_the_cap_are_sent_once() {
 
 fn get_with_body(uri: &str, body: &'static str) -> http::Request<http_body_util::Full<Bytes>> {
     http::Request::get(uri)
-        .body(http_body_util::Full::new(Bytes::from_static(body.as_bytes())))
+        .body(http_body_util::Full::new(Bytes::from_static(
+            body.as_bytes(),
+        )))
         .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
 async fn streaming_bodies_replay_with_trailers() {
-    use http_body_util::StreamBody;
     use http_body::Frame;
+    use http_body_util::StreamBody;
 
     let upstream = Scripted::new(vec![status(503), status(503), status(200)]);
     let svc = layer()
@@ -389,7 +411,9 @@ async fn streaming_bodies_replay_with_trailers() {
             .unwrap();
         tokio::task::yield_now().await;
     }
-    tx.send(Ok(Frame::trailers(trailers.clone()))).await.unwrap();
+    tx.send(Ok(Frame::trailers(trailers.clone())))
+        .await
+        .unwrap();
     drop(tx);
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
@@ -477,7 +501,10 @@ async fn dropping_the_future_releases_everything() {
     assert!(!tx.is_closed(), "the body is kept for the retry");
 
     drop(fut);
-    assert!(tx.is_closed(), "dropping the future released the request body");
+    assert!(
+        tx.is_closed(),
+        "dropping the future released the request body"
+    );
     handle.allow(10);
     tokio::time::advance(Duration::from_secs(10)).await;
     assert!(
@@ -544,9 +571,18 @@ impl<F: std::future::Future> NowOrNever for F {
 fn builder_validation_names_fields() {
     let field = |b: evenkeel_retry::RetryBuilder| b.build().unwrap_err().field();
     assert_eq!(field(RetryLayer::builder().max_attempts(0)), "max_attempts");
-    assert_eq!(field(RetryLayer::builder().max_server_wait(Duration::ZERO)), "max_server_wait");
-    assert_eq!(field(RetryLayer::builder().attempt_timeout(Duration::ZERO)), "attempt_timeout");
-    assert_eq!(field(RetryLayer::builder().deadline(Duration::ZERO)), "deadline");
+    assert_eq!(
+        field(RetryLayer::builder().max_server_wait(Duration::ZERO)),
+        "max_server_wait"
+    );
+    assert_eq!(
+        field(RetryLayer::builder().attempt_timeout(Duration::ZERO)),
+        "attempt_timeout"
+    );
+    assert_eq!(
+        field(RetryLayer::builder().deadline(Duration::ZERO)),
+        "deadline"
+    );
     assert_eq!(
         field(
             RetryLayer::builder()

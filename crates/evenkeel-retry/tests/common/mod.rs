@@ -14,41 +14,41 @@ use tokio::time::Instant;
 
 /// What a scripted upstream saw of one attempt.
 #[derive(Debug, Clone)]
-pub struct Seen {
-    pub at: Instant,
-    pub method: http::Method,
-    pub body: Bytes,
-    pub trailers: Option<http::HeaderMap>,
-    pub attempt: u32,
+pub(crate) struct Seen {
+    pub(crate) at: Instant,
+    pub(crate) method: http::Method,
+    pub(crate) body: Bytes,
+    pub(crate) trailers: Option<http::HeaderMap>,
+    pub(crate) attempt: u32,
 }
 
 /// One scripted answer.
-pub enum Answer {
+pub(crate) enum Answer {
     Status(u16, Vec<(&'static str, String)>, &'static str),
     Error(std::io::ErrorKind),
     /// Never answers.
     Hang,
 }
 
-pub fn status(code: u16) -> Answer {
+pub(crate) fn status(code: u16) -> Answer {
     Answer::Status(code, Vec::new(), "")
 }
 
-pub fn with_header(code: u16, name: &'static str, value: &str) -> Answer {
+pub(crate) fn with_header(code: u16, name: &'static str, value: &str) -> Answer {
     Answer::Status(code, vec![(name, value.to_string())], "")
 }
 
 /// A service that answers from a script (the last answer repeats) and
 /// records every attempt, reading each request body to the end.
 #[derive(Clone)]
-pub struct Scripted {
+pub(crate) struct Scripted {
     script: Arc<Mutex<Vec<Answer>>>,
-    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
     latency: Duration,
 }
 
 impl Scripted {
-    pub fn new(script: Vec<Answer>) -> Self {
+    pub(crate) fn new(script: Vec<Answer>) -> Self {
         Scripted {
             script: Arc::new(Mutex::new(script)),
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -56,16 +56,16 @@ impl Scripted {
         }
     }
 
-    pub fn with_latency(mut self, latency: Duration) -> Self {
+    pub(crate) fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
         self
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
-    pub fn attempts(&self) -> usize {
+    pub(crate) fn attempts(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }
@@ -133,7 +133,9 @@ where
                     for (k, v) in headers {
                         res = res.header(k, v);
                     }
-                    Ok(res.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap())
+                    Ok(res
+                        .body(Full::new(Bytes::from_static(body.as_bytes())))
+                        .unwrap())
                 }
                 Answer::Error(kind) => Err(std::io::Error::new(kind, "scripted failure").into()),
                 Answer::Hang => std::future::pending().await,
@@ -142,14 +144,14 @@ where
     }
 }
 
-pub fn get(uri: &str) -> Request<Full<Bytes>> {
+pub(crate) fn get(uri: &str) -> Request<Full<Bytes>> {
     Request::get(uri).body(Full::new(Bytes::new())).unwrap()
 }
 
-pub fn post(uri: &str, body: &'static str) -> Request<Full<Bytes>> {
+pub(crate) fn post(uri: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::post(uri)
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap()
 }
 
-pub type Never = Infallible;
+pub(crate) type Never = Infallible;
