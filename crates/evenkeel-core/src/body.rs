@@ -468,3 +468,191 @@ impl<B> fmt::Debug for ReplayBody<B> {
         f.debug_struct("ReplayBody").field("kind", &kind).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, Empty, Full, StreamBody};
+    use tokio::sync::mpsc;
+
+    type Chunk = Result<Frame<Bytes>, std::io::Error>;
+    type Channel = StreamBody<futures_util::stream::BoxStream<'static, Chunk>>;
+
+    fn channel() -> (mpsc::UnboundedSender<Chunk>, Channel) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            )
+            .boxed();
+        (tx, StreamBody::new(stream))
+    }
+
+    fn data(s: &'static str) -> Chunk {
+        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    async fn read_all<B>(body: ReplayBody<B>) -> Result<(Bytes, Option<HeaderMap>), BoxError>
+    where
+        B: Body + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let collected = body.collect().await?;
+        let trailers = collected.trailers().cloned();
+        Ok((collected.to_bytes(), trailers))
+    }
+
+    #[tokio::test]
+    async fn complete_bodies_replay_without_shared_state() {
+        let mut replay = Replay::new(Full::new(Bytes::from_static(b"hello")), 1024);
+        assert_eq!(format!("{replay:?}"), r#"Replay { kind: "whole" }"#);
+        for _ in 0..3 {
+            let body = replay.body().unwrap();
+            assert_eq!(body.size_hint().exact(), Some(5));
+            assert_eq!(read_all(body).await.unwrap().0, "hello");
+        }
+        let mut empty = Replay::new(Empty::<Bytes>::new(), 1024);
+        assert_eq!(format!("{empty:?}"), r#"Replay { kind: "empty" }"#);
+        let body = empty.body().unwrap();
+        assert!(body.is_end_stream());
+        assert_eq!(read_all(body).await.unwrap().0, "");
+    }
+
+    #[tokio::test]
+    async fn streams_replay_what_was_read_then_continue() {
+        let (tx, body) = channel();
+        let mut replay = Replay::new(body, 1024);
+        let mut first = replay.body().unwrap();
+        tx.send(data("ab")).unwrap();
+        let frame = first.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "ab");
+        // The first attempt stops early (the server answered before reading
+        // everything); the second replays "ab" and reads on from the source.
+        drop(first);
+        let second = replay.body().unwrap();
+        tx.send(data("cd")).unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", "1".parse().unwrap());
+        tx.send(Ok(Frame::trailers(trailers.clone()))).unwrap();
+        drop(tx);
+        let (bytes, got) = read_all(second).await.unwrap();
+        assert_eq!(bytes, "abcd");
+        assert_eq!(got, Some(trailers.clone()));
+        // And a third attempt replays it all, trailers included.
+        let (bytes, got) = read_all(replay.body().unwrap()).await.unwrap();
+        assert_eq!(bytes, "abcd");
+        assert_eq!(got, Some(trailers));
+        assert!(replay.is_replayable());
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_the_stream_goes_on_but_cannot_replay() {
+        let (tx, body) = channel();
+        let mut replay = Replay::new(body, 4);
+        let first = replay.body().unwrap();
+        for chunk in ["abc", "def", "ghi"] {
+            tx.send(data(chunk)).unwrap();
+        }
+        drop(tx);
+        assert_eq!(read_all(first).await.unwrap().0, "abcdefghi");
+        assert!(replay.exceeded_cap());
+        assert!(!replay.is_replayable());
+        assert!(replay.body().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_handle_behind_the_cap_errors_instead_of_sending_half_a_body() {
+        let (tx, body) = channel();
+        let mut replay = Replay::new(body, 4);
+        let mut first = replay.body().unwrap();
+        let second = replay.body().unwrap();
+        tx.send(data("abc")).unwrap();
+        tx.send(data("def")).unwrap();
+        drop(tx);
+        first.frame().await.unwrap().unwrap();
+        first.frame().await.unwrap().unwrap();
+        let err = read_all(second).await.unwrap_err();
+        assert!(err.to_string().contains("replay cap"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bodies_announcing_more_than_the_cap_are_sent_once() {
+        let mut replay = Replay::new(Full::new(Bytes::from(vec![7u8; 100])), 10);
+        assert!(replay.exceeded_cap());
+        let body = replay.body().unwrap();
+        assert_eq!(read_all(body).await.unwrap().0.len(), 100);
+        assert!(replay.body().is_none());
+    }
+
+    #[tokio::test]
+    async fn source_errors_reach_the_first_reader_and_stop_replays() {
+        let (tx, body) = channel();
+        let mut replay = Replay::new(body, 1024);
+        let first = replay.body().unwrap();
+        tx.send(data("ab")).unwrap();
+        tx.send(Err(std::io::Error::other("client went away")))
+            .unwrap();
+        let err = read_all(first).await.unwrap_err();
+        assert!(err.to_string().contains("client went away"));
+        assert!(!replay.is_replayable());
+        assert!(replay.body().is_none());
+    }
+
+    #[tokio::test]
+    async fn size_hints_account_for_replayed_bytes() {
+        let (tx, body) = channel();
+        let mut replay = Replay::new(body, 1024);
+        let mut first = replay.body().unwrap();
+        tx.send(data("abcd")).unwrap();
+        first.frame().await.unwrap().unwrap();
+        let second = replay.body().unwrap();
+        assert_eq!(second.size_hint().lower(), 4);
+        drop(tx);
+        assert_eq!(read_all(second).await.unwrap().0, "abcd");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_replays_byte_for_byte(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..12),
+            cap in 0usize..512,
+            stop_after in 0usize..12,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let total: usize = chunks.iter().map(Vec::len).sum();
+                let expected: Vec<u8> = chunks.concat();
+                let (tx, body) = channel();
+                for c in &chunks {
+                    tx.send(Ok(Frame::data(Bytes::from(c.clone())))).unwrap();
+                }
+                drop(tx);
+                let mut replay = Replay::new(body, cap);
+                // The first attempt reads only part of the body.
+                let mut first = replay.body().unwrap();
+                for _ in 0..stop_after {
+                    if first.frame().await.is_none() {
+                        break;
+                    }
+                }
+                drop(first);
+                match replay.body() {
+                    Some(second) => {
+                        let got = read_all(second).await;
+                        if total <= cap {
+                            let bytes = got.unwrap().0;
+                            proptest::prop_assert_eq!(bytes.as_ref(), &expected[..]);
+                        } else if let Ok((bytes, _)) = got {
+                            // Past the cap a replay may only ever yield the whole body.
+                            proptest::prop_assert_eq!(bytes.as_ref(), &expected[..]);
+                        }
+                    }
+                    None => proptest::prop_assert!(total > cap),
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
