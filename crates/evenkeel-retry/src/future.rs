@@ -131,7 +131,10 @@ where
 
 /// When the attempt starting now must end: its own timeout or the total
 /// deadline, whichever is first.
-fn attempt_until<C, P>(config: &Config<C, P>, deadline: Option<Instant>) -> Option<Instant> {
+pub(crate) fn attempt_until<C, P>(
+    config: &Config<C, P>,
+    deadline: Option<Instant>,
+) -> Option<Instant> {
     let own = config.attempt_timeout.map(|t| clock::now() + t);
     match (own, deadline) {
         (Some(a), Some(d)) => Some(a.min(d)),
@@ -142,7 +145,7 @@ fn attempt_until<C, P>(config: &Config<C, P>, deadline: Option<Instant>) -> Opti
 
 /// Arms `timer` for `until` (or disarms it), reusing the timer entry when
 /// there is one.
-fn arm(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>) {
+pub(crate) fn arm(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>) {
     match (timer.as_mut().as_pin_mut(), until) {
         (Some(sleep), Some(until)) => sleep.reset(until),
         (None, Some(until)) => timer.set(Some(sleep_until(until))),
@@ -151,7 +154,7 @@ fn arm(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>) {
     }
 }
 
-fn timer_fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+pub(crate) fn timer_fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
     timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
 }
 
@@ -419,14 +422,60 @@ where
     }
 }
 
+/// The part of the decision every retry layer shares: attempts left, the
+/// cap on server waits, the wait itself (`max(backoff, server wait)`, jitter
+/// only adding to a server wait) and whether it fits the deadline. Returns
+/// the wait and whether the server directed it.
+pub(crate) fn plan<C, P>(
+    config: &Config<C, P>,
+    outcome: &Outcome,
+    attempt: u32,
+    arrived: Instant,
+    deadline: Option<Instant>,
+    backoff: &mut BackoffState,
+) -> Result<(Duration, bool), GiveUp> {
+    if attempt >= config.max_attempts {
+        return Err(GiveUp::Attempts);
+    }
+    let server_wait = outcome.server_wait();
+    if server_wait.is_some_and(|w| w > config.max_server_wait) {
+        return Err(GiveUp::WaitTooLong);
+    }
+    let backoff_policy = if outcome.is_pushback() {
+        &config.throttle_backoff
+    } else {
+        &config.backoff
+    };
+    let backoff_wait = backoff_policy.delay(attempt - 1, backoff, &config.jitter);
+    let (wait, server_directed) = match server_wait {
+        // Jitter on a server wait only ever adds: up to 10 % of it, at most
+        // one second, so clients told the same time do not return together.
+        Some(server) if server >= backoff_wait => {
+            let spread = (server.as_secs_f64() * 0.1).min(1.0);
+            let extra = secs_to_duration(spread * config.jitter.unit());
+            (server.saturating_add(extra), true)
+        }
+        _ => (backoff_wait, false),
+    };
+    if deadline.is_some_and(|d| arrived + wait >= d) {
+        return Err(GiveUp::Deadline);
+    }
+    Ok((wait, server_directed))
+}
+
 /// Reports the deadline and makes the caller's error.
-fn deadline_error<C, P>(config: &Config<C, P>, attempts: u32) -> BoxError {
+pub(crate) fn deadline_error<C, P>(config: &Config<C, P>, attempts: u32) -> BoxError {
     let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
     give_up(config, GiveUp::Deadline, &outcome, attempts);
     DeadlineExceeded::new().into()
 }
 
-fn give_up<C, P>(config: &Config<C, P>, reason: GiveUp, outcome: &Outcome, attempts: u32) {
+pub(crate) fn give_up<C, P>(
+    config: &Config<C, P>,
+    reason: GiveUp,
+    outcome: &Outcome,
+    attempts: u32,
+) {
     config.events.emit(|| Event::GaveUp {
         reason,
         outcome,
@@ -474,32 +523,10 @@ where
         };
         return Step::Return(Some(reason));
     }
-    if attempt >= config.max_attempts {
-        return Step::Return(Some(GiveUp::Attempts));
-    }
-    let server_wait = outcome.server_wait();
-    if server_wait.is_some_and(|w| w > config.max_server_wait) {
-        return Step::Return(Some(GiveUp::WaitTooLong));
-    }
-    let backoff_policy = if outcome.is_pushback() {
-        &config.throttle_backoff
-    } else {
-        &config.backoff
+    let (wait, server_directed) = match plan(config, outcome, attempt, arrived, deadline, backoff) {
+        Ok(wait) => wait,
+        Err(reason) => return Step::Return(Some(reason)),
     };
-    let backoff_wait = backoff_policy.delay(attempt - 1, backoff, &config.jitter);
-    let (wait, server_directed) = match server_wait {
-        // Jitter on a server wait only ever adds: up to 10 % of it, at most
-        // one second, so clients told the same time do not return together.
-        Some(server) if server >= backoff_wait => {
-            let spread = (server.as_secs_f64() * 0.1).min(1.0);
-            let extra = secs_to_duration(spread * config.jitter.unit());
-            (server.saturating_add(extra), true)
-        }
-        _ => (backoff_wait, false),
-    };
-    if deadline.is_some_and(|d| arrived + wait >= d) {
-        return Step::Return(Some(GiveUp::Deadline));
-    }
     if may_peek && Classify::<Response<RB>>::wants_body(&config.classifier, outcome) {
         return Step::Peek;
     }

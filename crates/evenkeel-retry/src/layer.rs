@@ -328,6 +328,22 @@ impl<C, P> RetryBuilder<C, P> {
 
     /// Validates the configuration and builds the layer.
     pub fn build(self) -> Result<RetryLayer<C, P>, ConfigError> {
+        Ok(RetryLayer {
+            config: Arc::new(self.into_config()?),
+        })
+    }
+
+    /// Validates the configuration and builds a layer for any request type
+    /// (see [`GenericRetryLayer`](crate::generic::GenericRetryLayer)); the
+    /// policy must then implement
+    /// [`ResendPolicy`](crate::generic::ResendPolicy).
+    pub fn build_generic(self) -> Result<crate::generic::GenericRetryLayer<C, P>, ConfigError> {
+        Ok(crate::generic::GenericRetryLayer::from_config(Arc::new(
+            self.into_config()?,
+        )))
+    }
+
+    fn into_config(self) -> Result<Config<C, P>, ConfigError> {
         if self.max_attempts == 0 {
             return Err(ConfigError::new(
                 "max_attempts",
@@ -376,24 +392,22 @@ impl<C, P> RetryBuilder<C, P> {
                 return Err(ConfigError::new(field, "has a cap below its base delay"));
             }
         }
-        Ok(RetryLayer {
-            config: Arc::new(Config {
-                max_attempts: self.max_attempts,
-                backoff: self.backoff,
-                throttle_backoff: self.throttle_backoff.unwrap_or(self.backoff),
-                max_server_wait: self.max_server_wait,
-                attempt_timeout: self.attempt_timeout,
-                deadline: self.deadline,
-                budget: self.budget,
-                replay_cap: self.replay_cap,
-                peek_limit: self.peek_limit,
-                peek_timeout: self.peek_timeout,
-                drain_limit: self.drain_limit,
-                classifier: self.classifier,
-                policy: self.policy,
-                events: self.events,
-                jitter: self.jitter,
-            }),
+        Ok(Config {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            throttle_backoff: self.throttle_backoff.unwrap_or(self.backoff),
+            max_server_wait: self.max_server_wait,
+            attempt_timeout: self.attempt_timeout,
+            deadline: self.deadline,
+            budget: self.budget,
+            replay_cap: self.replay_cap,
+            peek_limit: self.peek_limit,
+            peek_timeout: self.peek_timeout,
+            drain_limit: self.drain_limit,
+            classifier: self.classifier,
+            policy: self.policy,
+            events: self.events,
+            jitter: self.jitter,
         })
     }
 }

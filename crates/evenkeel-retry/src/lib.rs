@@ -36,6 +36,10 @@
 //!   replay too. Complete bodies (`Full<Bytes>`, empty) cost nothing.
 //!   Responses that are retried are drained (bounded) while waiting, so their
 //!   connections are reused.
+//! - **Any request type**: [`generic::GenericRetryLayer`] applies the same
+//!   scheduling (server waits, backoff, cap, deadline, budget, events) to
+//!   requests of any type, with a [`generic::ResendPolicy`] that says how to
+//!   copy them.
 //! - **Events**: every decision goes to a listener
 //!   ([`RetryBuilder::on_event`]) and, with the `tracing` feature, to
 //!   `tracing`; responses carry a [`RetryInfo`] with attempts and time
@@ -93,6 +97,7 @@ mod backoff;
 pub mod body;
 mod budget;
 pub mod future;
+pub mod generic;
 mod info;
 mod layer;
 mod policy;

@@ -592,3 +592,85 @@ fn builder_validation_names_fields() {
         "attempt_timeout"
     );
 }
+
+mod generic_form {
+    use super::*;
+    use evenkeel_core::{Classify, Outcome, Signal};
+    use evenkeel_retry::generic::ResendPolicy;
+
+    #[derive(Clone)]
+    struct Replies;
+    impl Classify<&'static str> for Replies {
+        fn classify_response(&self, reply: &&'static str) -> Outcome {
+            match *reply {
+                "slow down" => Outcome::RateLimited(Signal::wait(Duration::from_secs(3))),
+                "oops" => Outcome::ServerError(Signal::NONE),
+                _ => Outcome::Success,
+            }
+        }
+    }
+
+    /// Copies requests unless they are "unique".
+    struct Copies;
+    impl ResendPolicy<String> for Copies {
+        fn may_retry(&self, outcome: &Outcome, _: &String) -> bool {
+            !outcome.is_hopeless()
+        }
+        fn clone_request(&self, request: &String) -> Option<String> {
+            (request != "unique").then(|| request.clone())
+        }
+    }
+
+    fn upstream(
+        script: Vec<&'static str>,
+    ) -> (
+        impl Service<String, Response = &'static str, Error = std::convert::Infallible, Future: Send>
+        + Clone,
+        Arc<Mutex<Vec<tokio::time::Instant>>>,
+    ) {
+        let script = Arc::new(Mutex::new(script));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let svc = tower::service_fn(move |_: String| {
+            log.lock().unwrap().push(tokio::time::Instant::now());
+            let mut s = script.lock().unwrap();
+            let reply = if s.len() > 1 { s.remove(0) } else { s[0] };
+            std::future::ready(Ok(reply))
+        });
+        (svc, sent)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_server_waits_for_any_request_type() {
+        let (svc, sent) = upstream(vec!["slow down", "oops", "done"]);
+        let layer = layer()
+            .backoff(Backoff::constant(Duration::from_millis(100)))
+            .classifier(Replies)
+            .policy(Copies)
+            .build_generic()
+            .unwrap();
+        let reply = layer.layer(svc).oneshot("hello".to_string()).await.unwrap();
+        assert_eq!(reply, "done");
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[1] - sent[0] >= Duration::from_secs(3));
+        assert_eq!(sent[2] - sent[1], Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_that_cannot_be_copied_are_sent_once() {
+        let (svc, sent) = upstream(vec!["oops", "done"]);
+        let layer = layer()
+            .classifier(Replies)
+            .policy(Copies)
+            .build_generic()
+            .unwrap();
+        let reply = layer
+            .layer(svc)
+            .oneshot("unique".to_string())
+            .await
+            .unwrap();
+        assert_eq!(reply, "oops");
+        assert_eq!(sent.lock().unwrap().len(), 1);
+    }
+}
