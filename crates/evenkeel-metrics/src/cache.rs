@@ -1,0 +1,247 @@
+//! Handles resolved once per label set, and label values interned once.
+//!
+//! A [`Map`] keeps `metrics` handles by a small `Copy` key (indices and
+//! `&'static str`s), so recording costs a read lock and a hash of a few
+//! bytes; the recorder is asked for a handle only the first time a label set
+//! is seen. Label values that come from outside (host names, routes, the
+//! names in events) go through an [`Interner`] first: it turns the borrowed
+//! `&str` into a `u32` without allocating, and caps how many distinct values
+//! it will keep.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+use metrics::SharedString;
+use parking_lot::RwLock;
+
+use crate::labels::OTHER;
+
+/// A small multiplicative hasher (the one rustc uses): keys here are a few
+/// integers or short strings, and every distinct key costs a registration,
+/// so there is nothing for a flooding attacker to gain.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type Fx = BuildHasherDefault<FxHasher>;
+
+/// Values by a small key, built on first use.
+pub(crate) struct Map<K, V> {
+    inner: RwLock<HashMap<K, V, Fx>>,
+}
+
+impl<K, V> Default for Map<K, V> {
+    fn default() -> Self {
+        Map {
+            inner: RwLock::new(HashMap::default()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy, V> Map<K, V> {
+    /// Runs `f` on the value of `key`, building it with `make` the first
+    /// time. `make` runs under the write lock, at most once per key.
+    #[inline]
+    pub(crate) fn with<R>(&self, key: K, make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
+        if let Some(value) = self.inner.read().get(&key) {
+            return f(value);
+        }
+        self.slow(key, make, f)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slow<R>(&self, key: K, make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
+        let mut map = self.inner.write();
+        f(map.entry(key).or_insert_with(make))
+    }
+
+    /// Runs `f` on the value of `key`, mutably, building it first if needed.
+    pub(crate) fn with_mut<R>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> R {
+        let mut map = self.inner.write();
+        f(map.entry(key).or_insert_with(make))
+    }
+
+    /// How many keys are held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.read().len()
+    }
+}
+
+/// The id of [`OTHER`] in every [`Interner`].
+pub(crate) const OTHER_ID: u32 = 0;
+
+struct Interned {
+    ids: HashMap<Box<str>, u32, Fx>,
+    values: Vec<SharedString>,
+}
+
+/// Turns label values into ids, keeping at most `limit` distinct values;
+/// the rest share [`OTHER_ID`], whose value is `_OTHER`.
+pub(crate) struct Interner {
+    inner: RwLock<Interned>,
+    limit: usize,
+}
+
+impl Interner {
+    pub(crate) fn new(limit: usize) -> Self {
+        Interner {
+            inner: RwLock::new(Interned {
+                ids: HashMap::default(),
+                values: vec![SharedString::const_str(OTHER)],
+            }),
+            limit,
+        }
+    }
+
+    /// The id of `value`, interning it when there is room.
+    #[inline]
+    pub(crate) fn id(&self, value: &str) -> u32 {
+        if let Some(&id) = self.inner.read().ids.get(value) {
+            return id;
+        }
+        self.insert(value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert(&self, value: &str) -> u32 {
+        let mut inner = self.inner.write();
+        if let Some(&id) = inner.ids.get(value) {
+            return id;
+        }
+        if inner.ids.len() >= self.limit {
+            return OTHER_ID;
+        }
+        let id = u32::try_from(inner.values.len()).unwrap_or(OTHER_ID);
+        inner
+            .values
+            .push(SharedString::from_shared(Arc::<str>::from(value)));
+        inner.ids.insert(value.into(), id);
+        id
+    }
+
+    /// The value of an id (`_OTHER` for an unknown one).
+    pub(crate) fn value(&self, id: u32) -> SharedString {
+        let inner = self.inner.read();
+        let index = usize::try_from(id).unwrap_or(0);
+        inner.values.get(index).unwrap_or(&inner.values[0]).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn interner_caps_distinct_values() {
+        let interner = Interner::new(2);
+        let a = interner.id("a.example");
+        let b = interner.id("b.example");
+        assert_ne!(a, b);
+        assert_ne!(a, OTHER_ID);
+        assert_eq!(interner.id("a.example"), a);
+        assert_eq!(interner.id("c.example"), OTHER_ID);
+        assert_eq!(&*interner.value(a), "a.example");
+        assert_eq!(&*interner.value(OTHER_ID), "_OTHER");
+        assert_eq!(&*interner.value(99), "_OTHER");
+    }
+
+    #[test]
+    fn map_builds_each_value_once() {
+        let map: Map<(u8, u16), u32> = Map::default();
+        let mut built = 0;
+        for _ in 0..3 {
+            map.with(
+                (1, 200),
+                || {
+                    built += 1;
+                    7
+                },
+                |v| assert_eq!(*v, 7),
+            );
+        }
+        assert_eq!(built, 1);
+        map.with_mut((1, 200), || 0, |v| *v += 1);
+        assert_eq!(map.with((1, 200), || 0, |v| *v), 8);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn hasher_tells_short_strings_apart() {
+        let fx = Fx::default();
+        let hashes: Vec<u64> = ["", "a", "b", "ab", "api.example.com", "api.example.org"]
+            .iter()
+            .map(|s| fx.hash_one(s))
+            .collect();
+        for (i, h) in hashes.iter().enumerate() {
+            assert!(!hashes[..i].contains(h));
+        }
+    }
+}

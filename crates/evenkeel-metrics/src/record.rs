@@ -1,0 +1,421 @@
+//! What the layer records, and the handles it records through.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use evenkeel_core::clock;
+use evenkeel_headers::Quota;
+use http::{HeaderMap, StatusCode};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, SharedString};
+use parking_lot::RwLock;
+use tokio::time::Instant;
+
+use crate::cache::{Interner, Map, OTHER_ID};
+use crate::labels::{self, CANCELLED, OTHER, RESOURCES};
+use crate::layer::Scope;
+use crate::names::Naming;
+
+/// The metadata every handle is registered with.
+pub(crate) static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+pub(crate) fn counter(name: &'static str, labels: Vec<Label>) -> Counter {
+    let key = Key::from_parts(name, labels);
+    metrics::with_recorder(|r| r.register_counter(&key, &METADATA))
+}
+
+pub(crate) fn gauge(name: &'static str, labels: Vec<Label>) -> Gauge {
+    let key = Key::from_parts(name, labels);
+    metrics::with_recorder(|r| r.register_gauge(&key, &METADATA))
+}
+
+pub(crate) fn histogram(name: &'static str, labels: Vec<Label>) -> Histogram {
+    let key = Key::from_parts(name, labels);
+    metrics::with_recorder(|r| r.register_histogram(&key, &METADATA))
+}
+
+pub(crate) fn label(key: &'static str, value: impl Into<SharedString>) -> Label {
+    Label::new(key, value)
+}
+
+/// A user function that names a request's route.
+pub(crate) type RouteFn =
+    Arc<dyn Fn(&http::request::Parts) -> Option<Cow<'static, str>> + Send + Sync>;
+
+/// Where the `server.address` label comes from.
+pub(crate) enum Address {
+    /// No such label.
+    Off,
+    /// The same value for every request.
+    Fixed(SharedString),
+    /// The request's host, interned.
+    Request(Interner),
+}
+
+/// The address id of a request that names no host.
+const NO_HOST: u32 = u32::MAX;
+
+/// The label set of a call, known when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CallKey {
+    pub(crate) method: u8,
+    pub(crate) attempt: u8,
+    pub(crate) address: u32,
+    pub(crate) route: u32,
+}
+
+/// The handles of one outcome of one call label set.
+struct OutcomeHandles {
+    status: u16,
+    error: Option<&'static str>,
+    duration: Histogram,
+    count: Counter,
+}
+
+/// The handles of one call label set.
+pub(crate) struct CallEntry {
+    key: CallKey,
+    /// The labels every outcome shares: method, address, route.
+    base: Vec<Label>,
+    active: Gauge,
+    /// Few statuses per label set, so a scan beats a hash.
+    outcomes: RwLock<Vec<OutcomeHandles>>,
+}
+
+/// The gauges of one (address, resource).
+struct HeadroomGauges {
+    remaining: Gauge,
+    limit: Gauge,
+    reset: Gauge,
+}
+
+/// Everything the layer's services and futures share.
+pub(crate) struct Instruments {
+    pub(crate) scope: Scope,
+    pub(crate) naming: Naming,
+    duration_name: &'static str,
+    count_name: &'static str,
+    active_name: &'static str,
+    address: Address,
+    route: Option<(RouteFn, Interner)>,
+    rate_limits: bool,
+    calls: Map<CallKey, Arc<CallEntry>>,
+    headroom: Map<(u32, u8), HeadroomGauges>,
+}
+
+impl Instruments {
+    pub(crate) fn new(
+        scope: Scope,
+        naming: Naming,
+        address: Address,
+        route: Option<(RouteFn, Interner)>,
+        rate_limits: bool,
+    ) -> Self {
+        let (duration_name, count_name, active_name) = match scope {
+            Scope::Call => (naming.duration, naming.requests, naming.active_requests),
+            Scope::Attempt => (
+                naming.attempt_duration,
+                naming.attempts,
+                naming.active_attempts,
+            ),
+        };
+        let address = match naming.labels.server_address {
+            None => Address::Off,
+            Some(_) => address,
+        };
+        Instruments {
+            scope,
+            naming,
+            duration_name,
+            count_name,
+            active_name,
+            address,
+            route,
+            rate_limits,
+            calls: Map::default(),
+            headroom: Map::default(),
+        }
+    }
+
+    pub(crate) fn has_route(&self) -> bool {
+        self.route.is_some()
+    }
+
+    /// The key of a request; `parts` is given when a route function is set.
+    #[inline]
+    pub(crate) fn key(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        attempt: u32,
+        parts: Option<&http::request::Parts>,
+    ) -> CallKey {
+        let address = match &self.address {
+            Address::Request(interner) => match labels::host(uri, headers) {
+                Some(host) => interner.id(host),
+                None => NO_HOST,
+            },
+            Address::Off | Address::Fixed(_) => 0,
+        };
+        let route = match (&self.route, parts) {
+            (Some((f, interner)), Some(parts)) => match f(parts) {
+                Some(route) => interner.id(&route),
+                None => OTHER_ID,
+            },
+            _ => 0,
+        };
+        CallKey {
+            method: labels::method_index(method),
+            attempt: match self.scope {
+                Scope::Attempt => labels::attempt_bucket(attempt),
+                Scope::Call => 0,
+            },
+            address,
+            route,
+        }
+    }
+
+    fn address_label(&self, id: u32) -> Option<SharedString> {
+        match &self.address {
+            Address::Off => None,
+            Address::Fixed(value) => Some(value.clone()),
+            Address::Request(_) if id == NO_HOST => None,
+            Address::Request(interner) => Some(interner.value(id)),
+        }
+    }
+
+    /// Starts a call: counts it in flight and returns what its future keeps.
+    #[inline]
+    pub(crate) fn start(&self, key: CallKey) -> Arc<CallEntry> {
+        let entry = self
+            .calls
+            .with(key, || self.entry(key), Arc::clone);
+        entry.active.increment(1.0);
+        entry
+    }
+
+    #[cold]
+    fn entry(&self, key: CallKey) -> Arc<CallEntry> {
+        let l = &self.naming.labels;
+        let mut base = vec![label(l.method, labels::method_label(key.method))];
+        if let (Some(k), Some(v)) = (l.server_address, self.address_label(key.address)) {
+            base.push(label(k, v));
+        }
+        let active = gauge(self.active_name, base.clone());
+        if let Some((_, interner)) = &self.route {
+            base.push(label(l.route, interner.value(key.route)));
+        }
+        Arc::new(CallEntry {
+            key,
+            base,
+            active,
+            outcomes: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// Records a finished call: `status` when a response arrived, `error`
+    /// when the outcome is not a success.
+    #[inline]
+    pub(crate) fn finish(
+        &self,
+        entry: &CallEntry,
+        status: Option<StatusCode>,
+        error: Option<&'static str>,
+        seconds: f64,
+    ) {
+        let code = status.map_or(0, |s| s.as_u16());
+        {
+            let outcomes = entry.outcomes.read();
+            if let Some(h) = outcomes
+                .iter()
+                .find(|h| h.status == code && h.error == error)
+            {
+                h.duration.record(seconds);
+                h.count.increment(1);
+                return;
+            }
+        }
+        self.finish_slow(entry, status, error, seconds);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_slow(
+        &self,
+        entry: &CallEntry,
+        status: Option<StatusCode>,
+        error: Option<&'static str>,
+        seconds: f64,
+    ) {
+        let code = status.map_or(0, |s| s.as_u16());
+        let mut outcomes = entry.outcomes.write();
+        let index = match outcomes
+            .iter()
+            .position(|h| h.status == code && h.error == error)
+        {
+            Some(index) => index,
+            None => {
+                let l = &self.naming.labels;
+                let mut labels = entry.base.clone();
+                match (status, l.error_type) {
+                    (Some(status), _) => labels.push(label(l.status_code, status.as_str().to_owned())),
+                    // No error-type label: the status label says what went wrong.
+                    (None, None) => labels.push(label(l.status_code, error.unwrap_or(OTHER))),
+                    (None, Some(_)) => {}
+                }
+                if let (Some(k), Some(error)) = (l.error_type, error) {
+                    labels.push(label(k, error));
+                }
+                let duration = histogram(self.duration_name, labels.clone());
+                if self.scope == Scope::Attempt {
+                    labels.push(label(l.attempt, labels::attempt_label(entry.key.attempt)));
+                }
+                let count = counter(self.count_name, labels);
+                outcomes.push(OutcomeHandles {
+                    status: code,
+                    error,
+                    duration,
+                    count,
+                });
+                outcomes.len() - 1
+            }
+        };
+        let h = &outcomes[index];
+        h.duration.record(seconds);
+        h.count.increment(1);
+    }
+
+    /// Sets the rate-limit gauges from a response's headers, if it has any.
+    #[inline]
+    pub(crate) fn rate_limits(&self, address: u32, headers: &HeaderMap, at: Instant) {
+        if !self.rate_limits || headers.is_empty() {
+            return;
+        }
+        let limits = evenkeel_headers::rate_limits(headers, clock::system_time_at(at));
+        if limits.is_empty() {
+            return;
+        }
+        self.record_headroom(address, limits.iter());
+    }
+
+    #[cold]
+    fn record_headroom<'a>(&self, address: u32, quotas: impl Iterator<Item = &'a Quota>) {
+        // The binding quota per resource: fewest left, then latest reset.
+        let mut tightest: [Option<&Quota>; RESOURCES] = [None; RESOURCES];
+        for q in quotas {
+            let (slot, _) = labels::resource_slot(&q.resource);
+            let left = |q: &Quota| q.remaining.unwrap_or(u64::MAX);
+            let tighter = match tightest[slot] {
+                None => true,
+                Some(t) => (left(q), std::cmp::Reverse(q.reset_after)) < (left(t), std::cmp::Reverse(t.reset_after)),
+            };
+            if tighter {
+                tightest[slot] = Some(q);
+            }
+        }
+        for q in tightest.into_iter().flatten() {
+            let (slot, resource) = labels::resource_slot(&q.resource);
+            self.headroom.with(
+                (address, slot as u8),
+                || {
+                    let l = &self.naming.labels;
+                    let mut labels = vec![label(l.resource, resource)];
+                    if let (Some(k), Some(v)) = (l.server_address, self.address_label(address)) {
+                        labels.push(label(k, v));
+                    }
+                    HeadroomGauges {
+                        remaining: gauge(self.naming.rate_limit_remaining, labels.clone()),
+                        limit: gauge(self.naming.rate_limit_limit, labels.clone()),
+                        reset: gauge(self.naming.rate_limit_reset, labels),
+                    }
+                },
+                |g| {
+                    if let Some(remaining) = q.remaining {
+                        g.remaining.set(remaining as f64);
+                    }
+                    if let Some(limit) = q.limit {
+                        g.limit.set(limit as f64);
+                    }
+                    if let Some(reset) = q.reset_after {
+                        g.reset.set(reset.as_secs_f64());
+                    }
+                },
+            );
+        }
+    }
+}
+
+impl CallEntry {
+    pub(crate) fn address(&self) -> u32 {
+        self.key.address
+    }
+}
+
+/// A call being measured. Dropping it takes the call out of flight;
+/// [`complete`](Pending::complete) or [`cancel`](Pending::cancel) record it.
+pub(crate) struct Pending {
+    entry: Arc<CallEntry>,
+    start: Instant,
+}
+
+impl Pending {
+    pub(crate) fn new(entry: Arc<CallEntry>, start: Instant) -> Self {
+        Pending { entry, start }
+    }
+
+    pub(crate) fn entry(&self) -> &CallEntry {
+        &self.entry
+    }
+
+    /// Records the call's outcome, `at` being when it completed.
+    pub(crate) fn complete(
+        self,
+        instruments: &Instruments,
+        status: Option<StatusCode>,
+        error: Option<&'static str>,
+        at: Instant,
+    ) {
+        let seconds = at.saturating_duration_since(self.start).as_secs_f64();
+        instruments.finish(&self.entry, status, error, seconds);
+    }
+
+    /// Records the call as `cancelled`: dropped before it completed.
+    pub(crate) fn cancel(self, instruments: &Instruments) {
+        let at = clock::now();
+        self.complete(instruments, None, Some(CANCELLED), at);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.entry.active.decrement(1.0);
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("key", &self.entry.key)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Instruments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let address = match &self.address {
+            Address::Off => "off",
+            Address::Fixed(_) => "fixed",
+            Address::Request(_) => "request",
+        };
+        f.debug_struct("Instruments")
+            .field("scope", &self.scope)
+            .field("naming", &self.naming.duration)
+            .field("address", &address)
+            .field("route", &self.route.is_some())
+            .field("rate_limits", &self.rate_limits)
+            .finish()
+    }
+}
