@@ -1,0 +1,188 @@
+//! [`BaseUrlLayer`]: points each request at one endpoint's base URL.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use evenkeel_core::ConfigError;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Uri};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Rewrites each request's scheme and authority to an endpoint's base URL,
+/// and puts the base URL's path in front of the request's path.
+///
+/// Requests then only need a path (`/v1/messages?beta=true`): the same
+/// request goes to `https://api.example.com/v1/messages?beta=true` through
+/// one endpoint and to `https://proxy.example.net/anthropic/v1/messages?beta=true`
+/// through another. An absolute request URI has its scheme and authority
+/// replaced the same way; a `Host` header, if set, is replaced with the
+/// base URL's authority.
+///
+/// ```
+/// use evenkeel_failover::BaseUrlLayer;
+/// use tower::{Layer, ServiceExt};
+///
+/// # tokio_test::block_on(async {
+/// let echo = tower::service_fn(|req: http::Request<()>| async move {
+///     Ok::<_, std::convert::Infallible>(req.uri().to_string())
+/// });
+/// let proxy = BaseUrlLayer::new("https://proxy.example.net/anthropic")?.layer(echo);
+/// let uri = proxy.oneshot(http::Request::get("/v1/messages?beta=true").body(())?).await?;
+/// assert_eq!(uri, "https://proxy.example.net/anthropic/v1/messages?beta=true");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct BaseUrlLayer {
+    base: Arc<Base>,
+}
+
+struct Base {
+    scheme: Scheme,
+    authority: Authority,
+    host: HeaderValue,
+    /// The base path without its trailing slash; empty for `/`.
+    prefix: String,
+}
+
+impl BaseUrlLayer {
+    /// A layer rewriting requests to `base` (`scheme://host[:port][/path]`,
+    /// no query). Field: `base_url`.
+    pub fn new(base: &str) -> Result<Self, ConfigError> {
+        let uri: Uri = base
+            .parse()
+            .map_err(|e| ConfigError::new("base_url", format!("is not a URL: {e}")))?;
+        let parts = uri.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(ConfigError::new(
+                "base_url",
+                "must be absolute, with a scheme and a host",
+            ));
+        };
+        let path = parts.path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if path.query().is_some() {
+            return Err(ConfigError::new("base_url", "must not have a query"));
+        }
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| ConfigError::new("base_url", format!("has an invalid host: {e}")))?;
+        Ok(BaseUrlLayer {
+            base: Arc::new(Base {
+                scheme,
+                authority,
+                host,
+                prefix: path.path().trim_end_matches('/').to_owned(),
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for BaseUrlLayer {
+    type Service = BaseUrl<S>;
+
+    fn layer(&self, inner: S) -> BaseUrl<S> {
+        BaseUrl {
+            inner,
+            base: Arc::clone(&self.base),
+        }
+    }
+}
+
+impl fmt::Debug for BaseUrlLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BaseUrlLayer").field(&self.base).finish()
+    }
+}
+
+impl fmt::Debug for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+}
+
+/// A service that sends requests to its base URL. Made by
+/// [`BaseUrlLayer`]; keeps the inner service's response, error and future.
+#[derive(Clone)]
+pub struct BaseUrl<S> {
+    inner: S,
+    base: Arc<Base>,
+}
+
+impl<S> BaseUrl<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for BaseUrl<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaseUrl")
+            .field("base", &self.base)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl Base {
+    fn rewrite<B>(&self, request: &mut Request<B>) {
+        let path = request.uri().path_and_query();
+        let path = if self.prefix.is_empty() {
+            path.cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            let (path, query) = path.map_or(("/", None), |p| (p.path(), p.query()));
+            let slash = if path.starts_with('/') { "" } else { "/" };
+            let joined = match query {
+                Some(q) => format!("{}{slash}{path}?{q}", self.prefix),
+                None => format!("{}{slash}{path}", self.prefix),
+            };
+            match PathAndQuery::try_from(joined) {
+                Ok(p) => p,
+                // Both halves were valid, so this cannot happen; leave the
+                // request as it was rather than panic.
+                Err(_) => return,
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+            if let Some(host) = request.headers_mut().get_mut(HOST) {
+                *host = self.host.clone();
+            }
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for BaseUrl<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        self.base.rewrite(&mut request);
+        self.inner.call(request)
+    }
+}

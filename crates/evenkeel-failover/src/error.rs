@@ -1,0 +1,122 @@
+//! The errors the balancer and the health-check layer return.
+//!
+//! Both are never-sent errors, and say so to evenkeel's classifier through
+//! their [`source`](std::error::Error::source): a retry layer above may
+//! resend the request, whatever its method.
+//!
+//! ```
+//! use evenkeel_failover::error::NoEndpointAvailable;
+//! # fn check(err: evenkeel_core::BoxError) {
+//! if let Some(none) = err.downcast_ref::<NoEndpointAvailable>() {
+//!     println!("no endpoint; one may be back in {:?}", none.retry_after());
+//! }
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+pub use evenkeel_core::{BoxError, ConfigError};
+use evenkeel_core::error::{Overloaded, QuotaExhausted};
+use evenkeel_headers::Resource;
+use tokio::time::Instant;
+
+/// No endpoint could take the request, so it was not sent.
+///
+/// Returned by [`Failover`](crate::Failover) when every endpoint is cooling
+/// down, draining, removed or failing readiness (ejected and unhealthy
+/// endpoints are still tried when nothing else is left: the balancer fails
+/// open).
+///
+/// When endpoints are cooling down, [`until`](Self::until) says when the
+/// first comes back and the error's source is a
+/// [`QuotaExhausted`](evenkeel_core::error::QuotaExhausted) with that
+/// instant, so classifiers see a local quota wait; otherwise the source is
+/// an [`Overloaded`](evenkeel_core::error::Overloaded), a local rejection.
+#[derive(Debug, Clone)]
+pub struct NoEndpointAvailable {
+    until: Option<Instant>,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Cooling(QuotaExhausted),
+    Empty(Overloaded),
+}
+
+impl NoEndpointAvailable {
+    pub(crate) fn new(until: Option<Instant>) -> Self {
+        let source = match until {
+            Some(until) => Source::Cooling(
+                QuotaExhausted::new(Resource::Requests, Some(until)).with_key("failover"),
+            ),
+            None => Source::Empty(Overloaded::new()),
+        };
+        NoEndpointAvailable { until, source }
+    }
+
+    /// When the first endpoint in a cooldown comes back, if any endpoint is
+    /// cooling down.
+    pub fn until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// How long from now until an endpoint comes back from its cooldown.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl fmt::Display for NoEndpointAvailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no endpoint available")?;
+        match self.retry_after() {
+            Some(wait) => write!(
+                f,
+                ": every endpoint is cooling down; the first is back in {:.3}s",
+                wait.as_secs_f64()
+            ),
+            None => f.write_str(": every endpoint is draining, removed or failing readiness"),
+        }
+    }
+}
+
+impl std::error::Error for NoEndpointAvailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Source::Cooling(quota) => Some(quota),
+            Source::Empty(overloaded) => Some(overloaded),
+        }
+    }
+}
+
+/// The endpoint's active health check reports it unhealthy, so the request
+/// was not sent. Returned by [`HealthChecked`](crate::HealthChecked).
+///
+/// Its source is an [`Overloaded`](evenkeel_core::error::Overloaded), so
+/// evenkeel's classifier treats it as a local rejection: never sent, not
+/// held against the endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Unhealthy {
+    source: Overloaded,
+}
+
+impl Unhealthy {
+    pub(crate) fn new() -> Self {
+        Unhealthy::default()
+    }
+}
+
+impl fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("endpoint failing its health checks: request not sent")
+    }
+}
+
+impl std::error::Error for Unhealthy {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}

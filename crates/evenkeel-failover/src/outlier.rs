@@ -1,0 +1,261 @@
+//! Passive health: what an attempt's outcome does to its endpoint, and
+//! whether an endpoint can take traffic now.
+
+use std::sync::atomic::Ordering;
+
+use evenkeel_core::event::EndpointState;
+use evenkeel_core::{FailureKind, Outcome};
+
+use crate::builder::nanos;
+use crate::endpoint::{Meta, state_code};
+use crate::registry::Registry;
+
+/// Whether an endpoint can take a request now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Status {
+    /// It can. `ramp` is its share of traffic while it ramps up after an
+    /// ejection.
+    Available { ramp: Option<f64> },
+    /// Ejected, or failing its health check.
+    Down,
+    /// In a cooldown until `until` (ticks).
+    Cooling { until: u64 },
+    /// Draining or removed.
+    Draining,
+}
+
+/// Why an endpoint is being ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Consecutive,
+    SuccessRate,
+    Certificate,
+}
+
+impl Cause {
+    #[cfg(feature = "tracing")]
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Consecutive => "consecutive_failures",
+            Cause::SuccessRate => "success_rate",
+            Cause::Certificate => "certificate",
+        }
+    }
+}
+
+impl<S> Registry<S> {
+    /// Whether `m` can take a request at `now` (ticks). Notices ejections
+    /// and cooldowns that ended, and reports state changes.
+    pub(crate) fn status(&self, m: &Meta, now: u64) -> Status {
+        if m.draining.load(Ordering::Acquire) {
+            return Status::Draining;
+        }
+        let ejected = m.ejected_until.load(Ordering::Acquire);
+        if ejected != 0 {
+            if ejected > now && !self.probes_readmit(m) {
+                return Status::Down;
+            }
+            // The ejection is over: it expired, or passing probes ended it.
+            let _ = m
+                .ejected_until
+                .compare_exchange(ejected, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        if m.health.as_ref().is_some_and(|h| !h.is_healthy()) {
+            self.report(m, EndpointState::Ejected, now);
+            return Status::Down;
+        }
+        let cooling = self.cooling_until(m);
+        if cooling > now.saturating_add(self.config.threshold_ticks) {
+            self.report(m, EndpointState::CoolingDown, now);
+            return Status::Cooling { until: cooling };
+        }
+        self.report(m, EndpointState::Healthy, now);
+        let ramp = self.config.ramp_ticks;
+        if ramp > 0 {
+            let since = m.readmitted_at.load(Ordering::Relaxed);
+            if since != 0 && now >= since && now - since < ramp {
+                let share = (now - since) as f64 / ramp as f64;
+                return Status::Available {
+                    ramp: Some(share.max(0.1)),
+                };
+            }
+        }
+        Status::Available { ramp: None }
+    }
+
+    /// Whether the endpoint's health check has passed often enough since
+    /// the endpoint was ejected to readmit it: its healthy threshold, times
+    /// the ejections it has accumulated, so a flapping endpoint needs
+    /// longer each time.
+    fn probes_readmit(&self, m: &Meta) -> bool {
+        let Some(health) = &m.health else {
+            return false;
+        };
+        let times = m.times_ejected.load(Ordering::Relaxed).max(1);
+        let needed = u64::from(health.healthy_threshold()).saturating_mul(u64::from(times));
+        health.passes_since(m.probe_mark.load(Ordering::Relaxed), needed)
+    }
+
+    /// The end of the endpoint's cooldown (ticks; 0 when none).
+    pub(crate) fn cooling_until(&self, m: &Meta) -> u64 {
+        let passive = m.cooling_until.load(Ordering::Relaxed);
+        let quota = m
+            .cooldown
+            .as_ref()
+            .and_then(|c| c.cooldown_until())
+            .map_or(0, |until| self.ticks(until));
+        passive.max(quota)
+    }
+
+    /// Reports `state` if it differs from the last reported one; an
+    /// endpoint leaving `Ejected` starts its ramp now unless its ejection
+    /// simply ran out (the ramp then started when it did).
+    fn report(&self, m: &Meta, state: EndpointState, now: u64) {
+        let old = self.report_state(m, state, false);
+        if old == state_code(EndpointState::Ejected) && state != EndpointState::Ejected {
+            let since = m.readmitted_at.load(Ordering::Relaxed);
+            if since == 0 || since > now {
+                m.readmitted_at.store(now, Ordering::Relaxed);
+            }
+            #[cfg(feature = "tracing")]
+            tracing::info!(endpoint = &*m.name, "endpoint readmitted");
+        }
+    }
+
+    /// Records an attempt's outcome against its endpoint.
+    pub(crate) fn record(&self, m: &Meta, outcome: &Outcome, now: u64) {
+        if let Outcome::RateLimited(_) | Outcome::Overloaded(_) = outcome {
+            if let Some(wait) = outcome.server_wait().filter(|w| !w.is_zero()) {
+                let until = now.saturating_add(nanos(wait));
+                m.cooling_until.fetch_max(until, Ordering::Relaxed);
+                if nanos(wait) > self.config.threshold_ticks
+                    && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
+                {
+                    self.report(m, EndpointState::CoolingDown, now);
+                }
+            }
+        }
+        if outcome.is_endpoint_failure() {
+            let failures = m
+                .consecutive
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            let (ok, failed) = self.count(m, false, now);
+            let cause = if matches!(outcome, Outcome::Failed(f) if f.kind == FailureKind::Certificate)
+            {
+                Some(Cause::Certificate)
+            } else if self.config.consecutive_failures > 0
+                && failures >= self.config.consecutive_failures
+            {
+                Some(Cause::Consecutive)
+            } else {
+                self.config.success_rate.and_then(|sr| {
+                    let total = ok + failed;
+                    (total >= u64::from(sr.min_requests) && (ok as f64) < sr.min_rate * total as f64)
+                        .then_some(Cause::SuccessRate)
+                })
+            };
+            if let Some(cause) = cause {
+                self.eject(m, now, cause);
+            }
+        } else if !matches!(outcome, Outcome::Failed(_)) {
+            // The endpoint answered: a success, a client error, a 429.
+            if m.consecutive.load(Ordering::Relaxed) != 0 {
+                m.consecutive.store(0, Ordering::Relaxed);
+            }
+            self.count(m, true, now);
+        }
+        // Local failures (limiter, quota, deadline, request body) say
+        // nothing about the endpoint.
+    }
+
+    /// Counts an answer in the success-rate window, starting a new window
+    /// when the current one is over. Returns the window's (successes,
+    /// failures).
+    fn count(&self, m: &Meta, success: bool, now: u64) -> (u64, u64) {
+        if self.config.success_rate.is_none() {
+            return (0, 0);
+        }
+        let start = m.window_start.load(Ordering::Relaxed);
+        if now.saturating_sub(start) >= self.config.window_ticks
+            && m.window_start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            m.window.store(0, Ordering::Relaxed);
+        }
+        let add = if success { 1 << 32 } else { 1 };
+        let counts = m.window.fetch_add(add, Ordering::Relaxed).wrapping_add(add);
+        (counts >> 32, counts & 0xFFFF_FFFF)
+    }
+
+    /// Whether `m` is ejected or failing its health check at `now`.
+    fn is_down(m: &Meta, now: u64) -> bool {
+        m.ejected_until.load(Ordering::Acquire) > now
+            || m.health.as_ref().is_some_and(|h| !h.is_healthy())
+    }
+
+    /// Ejects `m`, unless it is ejected already or it is the last endpoint
+    /// up (the balancer fails open rather than eject everything). Returns
+    /// whether it was ejected.
+    pub(crate) fn eject(&self, m: &Meta, now: u64, cause: Cause) -> bool {
+        let _guard = self.eject_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if m.ejected_until.load(Ordering::Acquire) > now || m.draining.load(Ordering::Acquire) {
+            return false;
+        }
+        let others_up = self.snapshot().iter().any(|e| {
+            e.meta.id != m.id && !e.meta.draining.load(Ordering::Acquire) && !Self::is_down(&e.meta, now)
+        });
+        if !others_up {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                endpoint = &*m.name,
+                cause = cause.as_str(),
+                "not ejecting the last endpoint up"
+            );
+            return false;
+        }
+        let config = &self.config;
+        // Each base period spent healthy since the last readmission
+        // forgives one earlier ejection.
+        let since = m.readmitted_at.load(Ordering::Relaxed);
+        let forgiven = if since != 0 && now > since {
+            (now - since) / config.base_ticks.max(1)
+        } else {
+            0
+        };
+        let times = u64::from(m.times_ejected.load(Ordering::Relaxed))
+            .saturating_sub(forgiven)
+            .saturating_add(1);
+        let length = config
+            .base_ticks
+            .saturating_mul(times)
+            .min(config.max_ticks);
+        let extra = (length as f64 * config.ejection_jitter * self.jitter.unit()) as u64;
+        let until = now.saturating_add(length).saturating_add(extra);
+        m.times_ejected
+            .store(u32::try_from(times).unwrap_or(u32::MAX), Ordering::Relaxed);
+        m.readmitted_at.store(until, Ordering::Relaxed);
+        m.probe_mark.store(
+            m.health.as_ref().map_or(0, |h| h.probes()),
+            Ordering::Relaxed,
+        );
+        m.consecutive.store(0, Ordering::Relaxed);
+        m.window_start.store(now, Ordering::Relaxed);
+        m.window.store(0, Ordering::Relaxed);
+        m.ejected_until.store(until, Ordering::Release);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        self.report(m, EndpointState::Ejected, now);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            endpoint = &*m.name,
+            cause = cause.as_str(),
+            times,
+            ejected_for_ms = (until - now) / 1_000_000,
+            "endpoint ejected"
+        );
+        #[cfg(not(feature = "tracing"))]
+        let _ = cause;
+        true
+    }
+}
