@@ -1,0 +1,121 @@
+//! Sample windows and the periodic baseline probe, shared by the
+//! latency-based algorithms.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Sample;
+
+/// Aggregates successful samples until the window is long and full enough.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Window {
+    start: Option<Instant>,
+    count: u32,
+    sum_secs: f64,
+    min_secs: f64,
+    max_in_flight: usize,
+}
+
+/// A closed window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Summary {
+    /// Mean RTT, in seconds.
+    pub(crate) mean: f64,
+    /// Smallest RTT, in seconds.
+    pub(crate) min: f64,
+    /// Most attempts in flight when one of the window's attempts was sent.
+    pub(crate) max_in_flight: usize,
+}
+
+impl Window {
+    pub(crate) fn add(&mut self, sample: &Sample) {
+        let rtt = sample.rtt.as_secs_f64();
+        if self.count == 0 {
+            self.start = Some(sample.finished());
+            self.min_secs = rtt;
+        } else {
+            self.min_secs = self.min_secs.min(rtt);
+        }
+        self.count += 1;
+        self.sum_secs += rtt;
+        self.max_in_flight = self.max_in_flight.max(sample.in_flight);
+    }
+
+    /// Closes the window and returns it, when it spans `min_time` and holds
+    /// `min_samples` samples.
+    pub(crate) fn close(
+        &mut self,
+        now: Instant,
+        min_time: Duration,
+        min_samples: u32,
+    ) -> Option<Summary> {
+        let start = self.start?;
+        if self.count < min_samples || now.saturating_duration_since(start) < min_time {
+            return None;
+        }
+        let summary = Summary {
+            mean: self.sum_secs / f64::from(self.count),
+            min: self.min_secs,
+            max_in_flight: self.max_in_flight,
+        };
+        self.reset();
+        Some(summary)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Window::default();
+    }
+}
+
+/// When the baseline (unloaded) RTT is measured.
+///
+/// The first window is always a measurement, at the initial limit. Then,
+/// every `interval`, the limit dips to three quarters of the estimate for
+/// one window, long enough to drain any queue the limiter itself caused;
+/// attempts sent before the dip are left out of the measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    interval: Duration,
+    /// The limit while measuring.
+    active: Option<usize>,
+    next: Option<Instant>,
+}
+
+impl Probe {
+    pub(crate) fn new(interval: Duration, initial: usize) -> Self {
+        Probe {
+            interval,
+            active: Some(initial),
+            next: None,
+        }
+    }
+
+    /// The limit while a measurement runs.
+    pub(crate) fn active(&self) -> Option<usize> {
+        self.active
+    }
+
+    /// Keeps a running measurement at or below `limit` (after a drop).
+    pub(crate) fn cap(&mut self, limit: usize) {
+        if let Some(active) = &mut self.active {
+            *active = (*active).min(limit);
+        }
+    }
+
+    /// Ends a measurement at `now`.
+    pub(crate) fn finish(&mut self, now: Instant) {
+        self.active = None;
+        self.next = Some(now + self.interval);
+    }
+
+    /// Starts a measurement when one is due; `estimate` is the current
+    /// limit. Returns whether it started.
+    pub(crate) fn start_if_due(&mut self, now: Instant, estimate: f64, min: usize) -> bool {
+        if self.active.is_some() || self.next.is_some_and(|next| now < next) {
+            return false;
+        }
+        self.active = Some(((estimate * 0.75).floor() as usize).max(min));
+        true
+    }
+}
