@@ -135,6 +135,7 @@ where
     /// A body that announces more than `cap` bytes (by its size hint) is
     /// never kept: it is sent once. An empty body, or one whose content is
     /// complete at once, is held without allocating.
+    #[inline]
     pub fn new(mut body: B, cap: usize) -> Self {
         if body.is_end_stream() {
             return Replay {
@@ -216,6 +217,7 @@ impl<B> Replay<B> {
     /// The first call always returns a body. Later calls return `None` once
     /// the body cannot be replayed (it went past the cap, or its source
     /// failed).
+    #[inline]
     pub fn body(&mut self) -> Option<ReplayBody<B>> {
         let kind = match &mut self.source {
             Source::Empty { trailers } => Kind::Empty {

@@ -51,10 +51,16 @@ impl Deadline {
     /// Runs `f` with `deadline` as the current scope's deadline (the earlier
     /// of it and any enclosing one), restoring the previous one afterwards,
     /// even if `f` panics.
+    #[inline]
     pub fn scope<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
-        if deadline.is_none() {
-            return f();
+        match deadline {
+            None => f(),
+            Some(deadline) => Deadline::scope_slow(deadline, f),
         }
+    }
+
+    fn scope_slow<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+        let deadline = Some(deadline);
         struct Restore(Option<Instant>);
         impl Drop for Restore {
             fn drop(&mut self) {
