@@ -1,0 +1,466 @@
+//! The future of a request through the quota layer.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use evenkeel_core::error::QuotaExhausted;
+use evenkeel_core::event::Event;
+use evenkeel_core::{BoxError, Outcome, classify_status, clock};
+use evenkeel_headers::{RateLimits, Resource};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::cost::Cost;
+use crate::gate::{Entry, Shared, Turn};
+use crate::store::{Charged, QuotaStore, Report, Shortage};
+
+/// The shortest wait after a shortage, whatever a store says: a store that
+/// answers "short until now" cannot make a request spin.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+pin_project! {
+    /// The response future of [`Quota`](crate::Quota): waits for quota when
+    /// it must, then readies and calls the inner service, then learns from
+    /// the response.
+    ///
+    /// Dropping it at any point gives back what it holds: its place in the
+    /// queue, or its reservation.
+    pub struct ResponseFuture<S, B, St>
+    where
+        S: Service<Request<B>>,
+        St: QuotaStore,
+    {
+        #[pin]
+        state: State<S::Future, St::Reserve>,
+        #[pin]
+        timer: Option<Sleep>,
+        service: S,
+        request: Option<Request<B>>,
+        admission: Admission<St>,
+        cost: Cost,
+        // When the request gives up waiting: its deadline or the wait cap.
+        give_up: Option<Instant>,
+        started: Instant,
+        // What was short the last time the request tried.
+        short: Option<Shortage>,
+        waited: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        Start,
+        Queued,
+        Reserving { #[pin] reserve: R },
+        Readying,
+        Calling { #[pin] future: F },
+        Done,
+    }
+}
+
+impl<S, B, St> fmt::Debug for ResponseFuture<S, B, St>
+where
+    S: Service<Request<B>>,
+    St: QuotaStore,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("key", &self.admission.entry.name)
+            .field("cost", &self.cost)
+            .field("waited", &self.waited)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, St> ResponseFuture<S, B, St>
+where
+    S: Service<Request<B>>,
+    St: QuotaStore,
+{
+    pub(crate) fn new(
+        service: S,
+        request: Request<B>,
+        shared: Arc<Shared<St>>,
+        entry: Arc<Entry<St>>,
+        cost: Cost,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let started = clock::now();
+        let cap = started.checked_add(shared.config.max_wait);
+        let give_up = match (deadline, cap) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (d, c) => d.or(c),
+        };
+        ResponseFuture {
+            state: State::Start,
+            timer: None,
+            service,
+            request: Some(request),
+            admission: Admission {
+                shared,
+                entry,
+                queued: None,
+                ticket: None,
+                probe: false,
+                sent: false,
+            },
+            cost,
+            give_up,
+            started,
+            short: None,
+            waited: false,
+        }
+    }
+}
+
+/// Arms `timer` for `at`.
+fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => {
+            if sleep.deadline() != at {
+                sleep.reset(at);
+            }
+        }
+        None => timer.set(Some(tokio::time::sleep_until(at))),
+    }
+}
+
+/// Polls `timer`: `true` once it fired. An unarmed timer never fires.
+fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    match timer.as_pin_mut() {
+        Some(sleep) => sleep.poll(cx).is_ready(),
+        None => false,
+    }
+}
+
+fn past(give_up: Option<Instant>, at: Instant) -> bool {
+    give_up.is_some_and(|g| at > g)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<S, B, RB, St> Future for ResponseFuture<S, B, St>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    St: QuotaStore,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Start => {
+                    let now = clock::now();
+                    let adm = &mut *this.admission;
+                    let timeout = adm.shared.config.probe_timeout;
+                    let turn = adm.entry.gate.lock().enter(now, timeout);
+                    if let Some(Turn::Go { probe }) = turn {
+                        adm.probe = probe;
+                        let reserve = adm.shared.store.reserve(&adm.entry.key, this.cost, now);
+                        this.state.set(State::Reserving { reserve });
+                        continue;
+                    }
+                    // Others are ahead (or the probe is out): fail at once
+                    // if everything queued, and this, cannot fit in time.
+                    let demand = adm.entry.gate.lock().demand_with(this.cost);
+                    if let Some(short) = adm.shared.store.estimate(&adm.entry.key, &demand, now)
+                        && past(*this.give_up, short.until)
+                    {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(adm.reject(Some(&short), now)));
+                    }
+                    let id = adm.entry.gate.lock().enqueue(this.cost, cx.waker(), false);
+                    adm.queued = Some(id);
+                    *this.waited = true;
+                    this.state.set(State::Queued);
+                }
+                StateProj::Queued => {
+                    let now = clock::now();
+                    let adm = &mut *this.admission;
+                    let id = adm.queued.expect("a queued request has a place in the queue");
+                    let timeout = adm.shared.config.probe_timeout;
+                    let turn = adm.entry.gate.lock().turn(id, now, timeout, cx.waker());
+                    let wake = match turn {
+                        Turn::Go { probe } => {
+                            adm.probe = probe;
+                            let reserve =
+                                adm.shared.store.reserve(&adm.entry.key, this.cost, now);
+                            this.state.set(State::Reserving { reserve });
+                            continue;
+                        }
+                        Turn::Probe(until) => earliest(Some(until), *this.give_up),
+                        Turn::Behind => *this.give_up,
+                    };
+                    match wake {
+                        Some(at) => arm(this.timer.as_mut(), at),
+                        // Nothing to time: the gate wakes it.
+                        None => this.timer.set(None),
+                    }
+                    if !fired(this.timer.as_mut(), cx) {
+                        return Poll::Pending;
+                    }
+                    if this.give_up.is_some_and(|g| now >= g) {
+                        let short = this.short.take().or_else(|| {
+                            let demand = adm.entry.gate.lock().demand_with(this.cost);
+                            adm.shared.store.estimate(&adm.entry.key, &demand, now)
+                        });
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(adm.reject(short.as_ref(), now)));
+                    }
+                    // The probe timed out: its turn again.
+                }
+                StateProj::Reserving { reserve } => {
+                    let result = ready!(reserve.poll(cx));
+                    let now = clock::now();
+                    let adm = &mut *this.admission;
+                    match result {
+                        Ok(ticket) => {
+                            adm.ticket = Some(ticket);
+                            let waited = now.saturating_duration_since(*this.started);
+                            let wake = {
+                                let mut gate = adm.entry.gate.lock();
+                                let wake = adm.queued.take().and_then(|id| gate.leave(id));
+                                gate.admitted();
+                                if *this.waited {
+                                    gate.stats.waits += 1;
+                                    gate.stats.waited += waited;
+                                }
+                                wake
+                            };
+                            if let Some(waker) = wake {
+                                waker.wake();
+                            }
+                            if *this.waited {
+                                adm.held(this.short.as_ref(), waited);
+                                this.state.set(State::Readying);
+                            } else {
+                                // Readied by the caller and never held: send now.
+                                let request = this.request.take().expect("the request is sent once");
+                                adm.sent = true;
+                                let future = this.service.call(request);
+                                this.state.set(State::Calling { future });
+                            }
+                        }
+                        Err(mut short) => {
+                            short.until = short.until.max(now + MIN_WAIT);
+                            if past(*this.give_up, short.until) {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(adm.reject(Some(&short), now)));
+                            }
+                            {
+                                let mut gate = adm.entry.gate.lock();
+                                if std::mem::take(&mut adm.probe) {
+                                    gate.probe_deferred();
+                                }
+                                if short.cooldown {
+                                    gate.cooldown_seen();
+                                }
+                                if adm.queued.is_none() {
+                                    adm.queued = Some(gate.enqueue(this.cost, cx.waker(), true));
+                                }
+                            }
+                            *this.waited = true;
+                            arm(this.timer.as_mut(), earliest(Some(short.until), *this.give_up).unwrap_or(short.until));
+                            *this.short = Some(short);
+                            this.state.set(State::Queued);
+                            if !fired(this.timer.as_mut(), cx) {
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+                StateProj::Readying => {
+                    // After waiting, the inner service is readied again.
+                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(error.into()));
+                    }
+                    let request = this.request.take().expect("the request is sent once");
+                    this.admission.sent = true;
+                    let future = this.service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    this.admission.settle(&result, clock::now());
+                    this.state.set(State::Done);
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+/// What a request holds in its key: a place in the queue, a reservation,
+/// the probe's role. Dropping it gives everything back.
+struct Admission<St: QuotaStore> {
+    shared: Arc<Shared<St>>,
+    entry: Arc<Entry<St>>,
+    queued: Option<u64>,
+    ticket: Option<St::Ticket>,
+    probe: bool,
+    sent: bool,
+}
+
+impl<St: QuotaStore> Admission<St> {
+    /// Fails the request for lack of quota.
+    fn reject(&mut self, short: Option<&Shortage>, now: Instant) -> BoxError {
+        let wake = {
+            let mut gate = self.entry.gate.lock();
+            gate.stats.rejected += 1;
+            if std::mem::take(&mut self.probe) {
+                gate.probe_deferred();
+            }
+            self.queued.take().and_then(|id| gate.leave(id))
+        };
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        let (resource, until) = match short {
+            Some(s) => (s.resource.clone(), Some(s.until)),
+            None => (Resource::Requests, None),
+        };
+        let wait = until.map(|u| u.saturating_duration_since(now));
+        self.shared.events.emit(|| Event::QuotaRejected {
+            key: &self.entry.name,
+            resource: &resource,
+            wait,
+        });
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            key = &*self.entry.name,
+            resource = resource.as_str(),
+            wait_ms = wait.map(|w| w.as_millis() as u64),
+            "quota: request rejected, room not expected in time"
+        );
+        QuotaExhausted::new(resource, until)
+            .with_key(&*self.entry.name)
+            .into()
+    }
+
+    /// Reports a request that waited for quota and is now admitted.
+    fn held(&self, short: Option<&Shortage>, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        let resource = short.map_or(&Resource::Requests, |s| &s.resource);
+        self.shared.events.emit(|| Event::QuotaWait {
+            key: &self.entry.name,
+            resource,
+            wait,
+        });
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            key = &*self.entry.name,
+            resource = resource.as_str(),
+            wait_ms = wait.as_millis() as u64,
+            "quota: request held"
+        );
+    }
+
+    /// Learns from the answer to the request.
+    fn settle<RB, E>(&mut self, result: &Result<Response<RB>, E>, now: Instant) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let probe = std::mem::take(&mut self.probe);
+        let (limits, charged, cooldown) = match result {
+            Ok(response) => {
+                let limits = evenkeel_headers::rate_limits(response.headers(), clock::system_now());
+                let status = response.status();
+                if status.as_u16() < 400 {
+                    (limits, Charged::Yes, None)
+                } else {
+                    let outcome = classify_status(status, response.headers());
+                    let default = self.shared.config.default_cooldown;
+                    match outcome {
+                        Outcome::RateLimited(signal) => {
+                            let wait = (!outcome.is_hopeless())
+                                .then(|| signal.wait.unwrap_or(default));
+                            (limits, Charged::No, wait)
+                        }
+                        Outcome::Overloaded(signal) => (limits, Charged::Unknown, signal.wait),
+                        _ => (limits, Charged::Unknown, None),
+                    }
+                }
+            }
+            Err(_) => (RateLimits::new(), Charged::Unknown, None),
+        };
+        let report = Report::new(&limits)
+            .with_charged(charged)
+            .with_cooldown(cooldown);
+        let cooling = self
+            .shared
+            .store
+            .settle(&self.entry.key, ticket, &report, now);
+        #[cfg(feature = "tracing")]
+        {
+            if let Some(until) = cooling {
+                tracing::debug!(
+                    key = &*self.entry.name,
+                    for_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "quota: key cooling down at the server's request"
+                );
+            }
+            for q in limits.iter() {
+                tracing::trace!(
+                    key = &*self.entry.name,
+                    resource = q.resource.as_str(),
+                    limit = q.limit,
+                    remaining = q.remaining,
+                    reset_ms = q.reset_after.map(|r| r.as_millis() as u64),
+                    "quota: reading"
+                );
+            }
+        }
+        let wake = self
+            .entry
+            .gate
+            .lock()
+            .finished(probe, result.is_ok(), cooling.is_some());
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+    }
+}
+
+impl<St: QuotaStore> Drop for Admission<St> {
+    fn drop(&mut self) {
+        if self.queued.is_none() && self.ticket.is_none() && !self.probe {
+            return;
+        }
+        let now = clock::now();
+        let mut wakes: [Option<Waker>; 2] = [None, None];
+        if let Some(ticket) = self.ticket.take() {
+            self.shared
+                .store
+                .release(&self.entry.key, ticket, self.sent, now);
+            wakes[0] = self.entry.gate.lock().finished(self.probe, false, false);
+        } else if self.probe {
+            let mut gate = self.entry.gate.lock();
+            gate.probe_deferred();
+            wakes[0] = gate.head_waker();
+        }
+        if let Some(id) = self.queued.take() {
+            wakes[1] = self.entry.gate.lock().leave(id);
+        }
+        for waker in wakes.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
