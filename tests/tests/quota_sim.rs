@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use evenkeel_core::rng::Jitter;
+use evenkeel_headers::Resource;
 use evenkeel_quota::QuotaLayer;
 use evenkeel_quota::cost::Header;
 use evenkeel_retry::{RetryBudget, RetryLayer};
@@ -33,6 +34,8 @@ struct Run {
     limited: u64,
     successes: u64,
     elapsed: Duration,
+    /// The refill rates the quota layer learned: requests, tokens.
+    learned: [Option<f64>; 2],
 }
 
 impl Run {
@@ -88,8 +91,10 @@ fn retry() -> RetryLayer {
 /// Sends `REQUESTS` requests from `CALLERS` callers through `svc`.
 async fn drive<S>(svc: S, tokens: Tokens) -> Duration
 where
-    S: Service<Request<Full<Bytes>>, Response = http::Response<evenkeel_retry::body::ResponseBody<Full<Bytes>>>>
-        + Clone
+    S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<evenkeel_retry::body::ResponseBody<Full<Bytes>>>,
+        > + Clone
         + 'static,
     S::Error: std::fmt::Debug,
 {
@@ -124,16 +129,27 @@ where
 
 async fn run(dialect: Dialect, tokens: Tokens, quota: bool) -> Run {
     let sim = sim(dialect, tokens);
+    let mut learned = [None, None];
     let elapsed = if quota {
         let layer = QuotaLayer::builder()
             .estimator(Header::new().tokens("x-sim-tokens").exact(true))
             .build()
             .unwrap();
+        let handle = layer.handle();
         let svc = ServiceBuilder::new()
             .layer(retry())
             .layer(layer)
             .service(sim.clone());
-        drive(svc, tokens).await
+        let elapsed = drive(svc, tokens).await;
+        let key = handle.key("api.sim.test").unwrap();
+        for r in &key.resources {
+            match r.resource {
+                Resource::Requests => learned[0] = r.rate,
+                Resource::Tokens => learned[1] = r.rate,
+                _ => {}
+            }
+        }
+        elapsed
     } else {
         let svc = ServiceBuilder::new().layer(retry()).service(sim.clone());
         drive(svc, tokens).await
@@ -144,6 +160,7 @@ async fn run(dialect: Dialect, tokens: Tokens, quota: bool) -> Run {
         limited: stats.status_count(StatusCode::TOO_MANY_REQUESTS),
         successes: stats.successes(),
         elapsed,
+        learned,
     }
 }
 
@@ -163,7 +180,8 @@ async fn compare(dialect: Dialect, tokens: Tokens, max_limited: f64) {
     let ideal = ideal(tokens);
     println!(
         "{dialect}: with quota: {} attempts, {} 429s ({:.2} %), {:.2} s; \
-         retry alone: {} attempts, {} 429s ({:.2} %), {:.2} s; ideal {:.2} s",
+         retry alone: {} attempts, {} 429s ({:.2} %), {:.2} s; ideal {:.2} s; \
+         learned rates {:?}",
         with.attempts,
         with.limited,
         with.limited_share() * 100.0,
@@ -173,6 +191,7 @@ async fn compare(dialect: Dialect, tokens: Tokens, max_limited: f64) {
         without.limited_share() * 100.0,
         without.elapsed.as_secs_f64(),
         ideal.as_secs_f64(),
+        with.learned,
     );
     assert_eq!(with.successes, REQUESTS as u64);
     assert!(
@@ -188,6 +207,16 @@ async fn compare(dialect: Dialect, tokens: Tokens, max_limited: f64) {
         ideal
     );
     assert!(without.limited > with.limited);
+    // The refill rate is learned, and from below: never above the server's.
+    let (rate, real) = match tokens {
+        Tokens::None => (with.learned[0], RATE),
+        Tokens::Varying => (with.learned[1], 2_000.0),
+    };
+    let rate = rate.expect("a learned refill rate");
+    assert!(
+        rate <= real && rate >= 0.8 * real,
+        "{dialect}: learned {rate}/s"
+    );
 }
 
 fn local() -> tokio::task::LocalSet {
@@ -196,20 +225,28 @@ fn local() -> tokio::task::LocalSet {
 
 #[tokio::test(start_paused = true)]
 async fn openai_dialect() {
-    local().run_until(compare(Dialect::OpenAi, Tokens::None, 0.01)).await;
+    local()
+        .run_until(compare(Dialect::OpenAi, Tokens::None, 0.01))
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn anthropic_dialect_with_whole_second_resets() {
-    local().run_until(compare(Dialect::Anthropic, Tokens::None, 0.05)).await;
+    local()
+        .run_until(compare(Dialect::Anthropic, Tokens::None, 0.05))
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn ietf_dialect() {
-    local().run_until(compare(Dialect::Ietf, Tokens::None, 0.01)).await;
+    local()
+        .run_until(compare(Dialect::Ietf, Tokens::None, 0.01))
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn token_quota_with_varying_costs() {
-    local().run_until(compare(Dialect::OpenAi, Tokens::Varying, 0.01)).await;
+    local()
+        .run_until(compare(Dialect::OpenAi, Tokens::Varying, 0.01))
+        .await;
 }
