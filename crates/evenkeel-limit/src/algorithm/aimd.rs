@@ -17,7 +17,10 @@ use super::{Algorithm, Sample, check_bounds};
 /// - **Increase**: a success sent while at least half the limit was in use
 ///   adds `1 / limit`, so the limit grows by about one per round trip
 ///   (TCP's congestion avoidance). Successes sent under a higher limit than
-///   the current one (before the last decrease) add nothing.
+///   the current one (before the last decrease) add nothing. Below the limit
+///   of the last drop the step is halved: that is where the server pushed
+///   back, so it is approached with care (as TCP CUBIC does), which halves
+///   how often the limit runs into it.
 /// - **Fast start** (off by default): until the first drop each success
 ///   adds a whole 1, which doubles the limit every round trip, as TCP's
 ///   slow start does; the first drop ends it. Turn it on when the limit
@@ -45,6 +48,8 @@ pub struct Aimd {
     timeout: Option<Duration>,
     limit: f64,
     starting: bool,
+    /// The limit at the last counted drop.
+    last_drop: Option<f64>,
 }
 
 impl Aimd {
@@ -78,12 +83,19 @@ impl Algorithm for Aimd {
         let timed_out = self.timeout.is_some_and(|t| sample.rtt > t);
         if sample.is_drop() || timed_out {
             if !stale {
+                self.last_drop = Some(self.limit);
                 let reduced = (self.limit * self.backoff).min(self.limit - 1.0);
                 self.limit = reduced.max(self.min as f64);
                 self.starting = false;
             }
         } else if sample.outcome.is_success() && !stale && sample.in_flight * 2 >= current {
-            let step = if self.starting { 1.0 } else { 1.0 / self.limit };
+            let step = if self.starting {
+                1.0
+            } else if self.last_drop.is_some_and(|drop| self.limit < drop) {
+                0.5 / self.limit
+            } else {
+                1.0 / self.limit
+            };
             self.limit = (self.limit + step).min(self.max as f64);
         }
         self.limit.floor() as usize
@@ -172,6 +184,7 @@ impl AimdBuilder {
             timeout: self.timeout,
             limit: self.initial as f64,
             starting: self.fast_start,
+            last_drop: None,
         })
     }
 }

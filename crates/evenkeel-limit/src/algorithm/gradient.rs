@@ -28,8 +28,10 @@ use super::{Algorithm, Sample, check_bounds, check_ratio};
 ///   grows the limit without bound. Here `long` is measured at reduced
 ///   concurrency: the first window runs at the initial limit, and every
 ///   `probe_interval` (30 s) the limit dips to ¾ of its estimate for one
-///   window, averaging attempts sent during the dip. A server that really
-///   became slower is picked up by the next probe.
+///   window, averaging attempts sent during the dip. A reading above the
+///   old baseline is checked at half the limit, and again, until halving no
+///   longer lowers it: a server that really became slower is picked up, and
+///   a limit far above a shrunken capacity is not mistaken for one.
 /// - **The queue allowance only applies when there is no queueing**
 ///   (`gradient == 1`), so a limit already above the knee cannot creep
 ///   upward.
@@ -127,8 +129,12 @@ impl Algorithm for Gradient {
             return self.current();
         };
         if self.probe.active().is_some() {
-            self.baseline = Some(w.mean);
-            self.probe.finish(now);
+            if let Some(baseline) =
+                self.probe
+                    .measured(now, w.mean, self.baseline, self.tolerance, self.min)
+            {
+                self.baseline = Some(baseline);
+            }
             return self.current();
         }
         let long = self.baseline.unwrap_or(w.mean);
@@ -422,9 +428,28 @@ mod tests {
         }
         let dip = g.current();
         assert_eq!(dip, ((g.estimate() * 0.75).floor()) as usize);
-        window(&mut g, t, 150, 64);
-        assert_eq!(g.baseline(), Some(Duration::from_millis(150)));
         assert!(t >= 30_000, "probes every 30 s ({t})");
+        // 150 ms at ¾ of the limit: above the old baseline, so checked at
+        // half that; still 150 ms, so the server really is slower.
+        window(&mut g, t, 150, 64);
+        assert_eq!(g.current(), dip / 2);
+        window(&mut g, t + 1_300, 150, 64);
+        assert_eq!(g.probe.active(), None);
+        assert_eq!(g.baseline(), Some(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn a_probe_far_above_capacity_goes_deeper_before_believing_it() {
+        // Capacity fell from 16 to 4 while the limit was 16.
+        let mut g = Gradient::builder().slow_start(false).initial_limit(16).build().unwrap();
+        loaded_window(&mut g, 0, 16);
+        g.probe.start_if_due(super::super::testing::at(40_000), g.estimate(), 1);
+        let mut t = 40_000;
+        while g.probe.active().is_some() {
+            loaded_window(&mut g, t, 4);
+            t += 1_300;
+        }
+        assert_eq!(g.baseline(), Some(Duration::from_millis(100)));
     }
 
     #[test]

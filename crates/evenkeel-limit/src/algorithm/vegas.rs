@@ -8,6 +8,10 @@ use super::gradient::{check_backoff, check_window};
 use super::window::{Probe, Window};
 use super::{Algorithm, Sample, check_bounds};
 
+/// How much slower than the base RTT a probe reading may be and still be
+/// taken as confirming it.
+const TOLERANCE: f64 = 1.1;
+
 /// Latency-based limit after TCP Vegas: estimates how many of its own
 /// attempts wait in the server's queue and keeps that number between
 /// `alpha` and `beta`.
@@ -37,9 +41,11 @@ use super::{Algorithm, Sample, check_bounds};
 ///   therefore lowers the limit instead of confusing it.
 /// - **The baseline probe drains the queue.** Vegas's base RTT only ever
 ///   falls, so it is re-measured every `probe_interval` (30 s): the limit
-///   dips to ¾ of its estimate for one window and the smallest RTT of the
-///   attempts sent during the dip becomes the new base. (Netflix resets it to
-///   a single loaded sample, which lets the base creep up with the queue.)
+///   dips to ¾ of its estimate for one window, and the smallest RTT of the
+///   attempts sent during the dip becomes the new base. A reading well above
+///   the old base is checked at half the limit, and again, until halving no
+///   longer lowers it. (Netflix resets the base to a single loaded sample,
+///   which lets it creep up with the queue.)
 ///
 /// Defaults: initial 4 (the first window measures the base), between 1 and
 /// 200, backoff 0.9.
@@ -125,8 +131,9 @@ impl Algorithm for Vegas {
             return self.current();
         };
         if self.probe.active().is_some() {
-            self.base = Some(w.min);
-            self.probe.finish(now);
+            if let Some(base) = self.probe.measured(now, w.min, self.base, TOLERANCE, self.min) {
+                self.base = Some(base);
+            }
             return self.current();
         }
         let base = self.base.unwrap_or(w.min);

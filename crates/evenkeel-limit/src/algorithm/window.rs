@@ -68,18 +68,25 @@ impl Window {
     }
 }
 
-/// When the baseline (unloaded) RTT is measured.
+/// When and how the baseline (unloaded) RTT is measured.
 ///
 /// The first window is always a measurement, at the initial limit. Then,
 /// every `interval`, the limit dips to three quarters of the estimate for
-/// one window, long enough to drain any queue the limiter itself caused;
-/// attempts sent before the dip are left out of the measurement.
+/// one window, which drains the queue when the limit sits near the server's
+/// knee, as the algorithms keep it; attempts sent before the dip are left
+/// out. A measurement above the old baseline (beyond the tolerance) is not
+/// taken on trust: either the server became slower, or the limit was still
+/// far above its capacity. The probe halves its limit and measures again
+/// until halving stops lowering the latency (or the floor is reached), and
+/// takes the lower of the last two readings.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
     interval: Duration,
     /// The limit while measuring.
     active: Option<usize>,
     next: Option<Instant>,
+    /// The reading at the previous, higher probe limit.
+    previous: Option<f64>,
 }
 
 impl Probe {
@@ -88,6 +95,7 @@ impl Probe {
             interval,
             active: Some(initial),
             next: None,
+            previous: None,
         }
     }
 
@@ -103,10 +111,33 @@ impl Probe {
         }
     }
 
-    /// Ends a measurement at `now`.
-    pub(crate) fn finish(&mut self, now: Instant) {
-        self.active = None;
-        self.next = Some(now + self.interval);
+    /// Takes a probe window's reading; returns the new baseline when the
+    /// measurement is over, `None` when it goes on at a lower limit.
+    pub(crate) fn measured(
+        &mut self,
+        now: Instant,
+        rtt: f64,
+        baseline: Option<f64>,
+        tolerance: f64,
+        min: usize,
+    ) -> Option<f64> {
+        let limit = self.active?;
+        let settled = match (baseline, self.previous) {
+            (None, _) => true,
+            (_, Some(previous)) => rtt * tolerance >= previous,
+            (Some(baseline), None) => rtt <= baseline * tolerance,
+        };
+        if settled || limit <= min {
+            let reading = self.previous.map_or(rtt, |p| p.min(rtt));
+            self.active = None;
+            self.previous = None;
+            self.next = Some(now + self.interval);
+            Some(reading)
+        } else {
+            self.previous = Some(rtt);
+            self.active = Some((limit / 2).max(min));
+            None
+        }
     }
 
     /// Starts a measurement when one is due; `estimate` is the current
