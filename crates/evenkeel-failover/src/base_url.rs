@@ -186,3 +186,57 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(base: &str, uri: &str, host: Option<&str>) -> (String, Option<String>) {
+        let layer = BaseUrlLayer::new(base).unwrap();
+        let mut request = Request::get(uri).body(()).unwrap();
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert(HOST, HeaderValue::from_str(host).unwrap());
+        }
+        layer.base.rewrite(&mut request);
+        let host = request
+            .headers()
+            .get(HOST)
+            .map(|h| h.to_str().unwrap().to_owned());
+        (request.uri().to_string(), host)
+    }
+
+    #[test]
+    fn joins_the_base_path_and_keeps_the_query() {
+        let cases = [
+            ("https://api.example.com", "/v1/messages", "https://api.example.com/v1/messages"),
+            ("https://api.example.com/", "/v1/messages?a=1", "https://api.example.com/v1/messages?a=1"),
+            ("http://proxy:3128/anthropic", "/v1/messages?a=1&b", "http://proxy:3128/anthropic/v1/messages?a=1&b"),
+            ("http://proxy:3128/anthropic/", "/v1", "http://proxy:3128/anthropic/v1"),
+            ("http://proxy:3128/anthropic", "/", "http://proxy:3128/anthropic/"),
+            // An absolute request URI keeps only its path and query.
+            ("https://eu.example.com/api", "http://us.example.com/v1/x?q", "https://eu.example.com/api/v1/x?q"),
+            ("http://[::1]:8080", "/health", "http://[::1]:8080/health"),
+        ];
+        for (base, uri, expected) in cases {
+            assert_eq!(rewrite(base, uri, None).0, expected, "{base} + {uri}");
+        }
+    }
+
+    #[test]
+    fn replaces_a_host_header_and_adds_none() {
+        let (_, host) = rewrite("https://eu.example.com", "/v1", Some("us.example.com"));
+        assert_eq!(host.as_deref(), Some("eu.example.com"));
+        let (_, host) = rewrite("https://eu.example.com:8443", "/v1", None);
+        assert_eq!(host, None);
+    }
+
+    #[test]
+    fn refuses_bases_that_cannot_work() {
+        for bad in ["/relative", "example.com", "https://example.com/a?q=1", "not a url"] {
+            let err = BaseUrlLayer::new(bad).unwrap_err();
+            assert_eq!(err.field(), "base_url", "{bad}");
+        }
+    }
+}

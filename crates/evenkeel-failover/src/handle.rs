@@ -60,8 +60,9 @@ impl<S> FailoverHandle<S> {
     }
 
     /// Sends no new request to the endpoint named `name`, and removes it
-    /// once its requests in flight have finished. Returns whether it
-    /// existed and was not draining already.
+    /// once its requests in flight have finished (noticed by the next
+    /// balancer readiness check or handle call). Returns whether it existed
+    /// and was not draining already.
     pub fn drain(&self, name: &str) -> bool {
         self.registry.drain(name)
     }
@@ -79,6 +80,7 @@ impl<S> FailoverHandle<S> {
 
     /// The state of the endpoint named `name`.
     pub fn endpoint(&self, name: &str) -> Option<EndpointStatus> {
+        self.registry.purge_drained();
         let now = self.registry.now();
         self.registry
             .snapshot()

@@ -1,0 +1,94 @@
+//! Allocations per call on the path every healthy request takes: counted
+//! with dhat's global allocator, in a binary of its own with a single test,
+//! so nothing else allocates meanwhile.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use evenkeel_failover::{Endpoint, Failover};
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::Service;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn allocations_while(f: impl FnOnce()) -> u64 {
+    let before = dhat::HeapStats::get().total_blocks;
+    f();
+    dhat::HeapStats::get().total_blocks - before
+}
+
+/// An always-ready endpoint that allocates nothing.
+#[derive(Clone, Copy, Debug)]
+struct Ok200;
+
+impl<B> Service<Request<B>> for Ok200 {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        drop(request);
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// Allocations per call, over `requests`.
+fn per_call(requests: Vec<Request<Full<Bytes>>>) -> f64 {
+    let mut lb = Failover::builder()
+        .endpoints((0..6).map(|i| Endpoint::new(format!("e{i}"), Ok200).tier(i / 3)))
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let n = requests.len();
+    let allocations = allocations_while(|| {
+        for request in requests {
+            assert!(Service::<Request<Full<Bytes>>>::poll_ready(&mut lb, &mut cx).is_ready());
+            let future = pin!(lb.call(request));
+            match future.poll(&mut cx) {
+                Poll::Ready(Ok(response)) => drop(response),
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    allocations as f64 / n as f64
+}
+
+fn bare() -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.uri_mut() = http::Uri::from_static("/v1/models");
+    request
+}
+
+fn typical() -> Request<Full<Bytes>> {
+    Request::post(String::from("/v1/messages"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-test")
+        .body(Full::new(Bytes::from_static(br#"{"max_tokens":64}"#)))
+        .unwrap()
+}
+
+#[test]
+fn the_healthy_path_allocates_only_the_kept_request_head() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+
+    // A request with a static URI and no headers: nothing allocated.
+    assert_eq!(per_call((0..1000).map(|_| bare()).collect()), 0.0);
+
+    // A typical request: the copy of its head kept for a failover is the
+    // only allocation (the header map, and sharing the URI's bytes).
+    let (parts, _) = typical().into_parts();
+    let head = allocations_while(|| drop(parts.clone())) as f64;
+    assert!(head > 0.0);
+    let per_call = per_call((0..1000).map(|_| typical()).collect());
+    assert_eq!(per_call, head, "only the copy of the request head allocates");
+    println!("allocations per call: {per_call} (the request head copy)");
+}
