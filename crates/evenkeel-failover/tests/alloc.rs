@@ -81,7 +81,8 @@ fn the_healthy_path_allocates_only_the_kept_request_head() {
     let _profiler = dhat::Profiler::builder().testing().build();
 
     // A request with a static URI and no headers: nothing allocated.
-    assert_eq!(per_call((0..1000).map(|_| bare()).collect()), 0.0);
+    let none = per_call((0..1000).map(|_| bare()).collect());
+    assert!(none < 0.01, "{none} per call");
 
     // A typical request: the copy of its head kept for a failover is the
     // only allocation (the header map, and sharing the URI's bytes).
@@ -89,6 +90,11 @@ fn the_healthy_path_allocates_only_the_kept_request_head() {
     let head = allocations_while(|| drop(parts.clone())) as f64;
     assert!(head > 0.0);
     let per_call = per_call((0..1000).map(|_| typical()).collect());
-    assert_eq!(per_call, head, "only the copy of the request head allocates");
+    // dhat counts every thread: allow for a stray allocation of the test
+    // harness's own (a few in a thousand calls), not for one per call.
+    assert!(
+        (per_call - head).abs() < 0.01,
+        "only the copy of the request head allocates: {per_call} per call, {head} for the copy"
+    );
     println!("allocations per call: {per_call} (the request head copy)");
 }
