@@ -445,9 +445,11 @@ impl<B: Body> Estimate<B> for Llm {
         if let Some(cost) = extension(request) {
             return cost;
         }
-        let len = request.body().size_hint().exact().or_else(|| {
-            header_u64(request.headers(), Some(&CONTENT_LENGTH))
-        });
+        let len = request
+            .body()
+            .size_hint()
+            .exact()
+            .or_else(|| header_u64(request.headers(), Some(&CONTENT_LENGTH)));
         self.cost(len.unwrap_or(0), None)
     }
 }
@@ -644,8 +646,14 @@ mod tests {
     #[test]
     fn json_scan_finds_numbers_and_ignores_lookalikes() {
         assert_eq!(json_u64(br#"{"max_tokens": 12}"#, "max_tokens"), Some(12));
-        assert_eq!(json_u64(br#"{"a":{"max_tokens":7}}"#, "max_tokens"), Some(7));
-        assert_eq!(json_u64(br#"{"not_max_tokens":3,"max_tokens":5}"#, "max_tokens"), Some(5));
+        assert_eq!(
+            json_u64(br#"{"a":{"max_tokens":7}}"#, "max_tokens"),
+            Some(7)
+        );
+        assert_eq!(
+            json_u64(br#"{"not_max_tokens":3,"max_tokens":5}"#, "max_tokens"),
+            Some(5)
+        );
         assert_eq!(json_u64(br#"{"max_tokens":"9"}"#, "max_tokens"), None);
         assert_eq!(json_u64(br#"{"max_tokens":-1}"#, "max_tokens"), None);
         assert_eq!(json_u64(b"max_tokens", "max_tokens"), None);
@@ -659,7 +667,9 @@ mod tests {
 
     #[test]
     fn combined_tokens_default_to_input_plus_output() {
-        let c = Cost::new().with_input_tokens(u64::MAX).with_output_tokens(5);
+        let c = Cost::new()
+            .with_input_tokens(u64::MAX)
+            .with_output_tokens(5);
         assert_eq!(c.tokens(), u64::MAX);
         assert_eq!(c.with_tokens(3).tokens(), 3);
         assert_eq!(c.of(&Resource::OutputTokens), Some(5));
@@ -684,9 +694,9 @@ mod tests {
         assert_eq!((cost.input_tokens(), cost.output_tokens()), (2, 10));
         let req = Request::builder()
             .header("content-length", "400")
-            .body(http_body_util::StreamBody::new(futures_util::stream::empty::<
-                Result<http_body::Frame<Bytes>, std::io::Error>,
-            >()))
+            .body(http_body_util::StreamBody::new(
+                futures_util::stream::empty::<Result<http_body::Frame<Bytes>, std::io::Error>>(),
+            ))
             .unwrap();
         let cost = Estimate::estimate(&Llm::new().bytes_per_token(0), &req);
         assert_eq!(cost.input_tokens(), 400);
@@ -699,8 +709,14 @@ mod tests {
             .header("x-out", "12")
             .body(())
             .unwrap();
-        let cost = Header::new().input_tokens("x-in").output_tokens("x-out").estimate(&req);
-        assert_eq!((cost.input_tokens(), cost.output_tokens(), cost.tokens()), (0, 12, 12));
+        let cost = Header::new()
+            .input_tokens("x-in")
+            .output_tokens("x-out")
+            .estimate(&req);
+        assert_eq!(
+            (cost.input_tokens(), cost.output_tokens(), cost.tokens()),
+            (0, 12, 12)
+        );
     }
 
     #[tokio::test]

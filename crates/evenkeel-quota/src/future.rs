@@ -191,14 +191,15 @@ where
                 StateProj::Queued => {
                     let now = clock::now();
                     let adm = &mut *this.admission;
-                    let id = adm.queued.expect("a queued request has a place in the queue");
+                    let id = adm
+                        .queued
+                        .expect("a queued request has a place in the queue");
                     let timeout = adm.shared.config.probe_timeout;
                     let turn = adm.entry.gate.lock().turn(id, now, timeout, cx.waker());
                     let wake = match turn {
                         Turn::Go { probe } => {
                             adm.probe = probe;
-                            let reserve =
-                                adm.shared.store.reserve(&adm.entry.key, this.cost, now);
+                            let reserve = adm.shared.store.reserve(&adm.entry.key, this.cost, now);
                             this.state.set(State::Reserving { reserve });
                             continue;
                         }
@@ -249,7 +250,8 @@ where
                                 this.state.set(State::Readying);
                             } else {
                                 // Readied by the caller and never held: send now.
-                                let request = this.request.take().expect("the request is sent once");
+                                let request =
+                                    this.request.take().expect("the request is sent once");
                                 adm.sent = true;
                                 let future = this.service.call(request);
                                 this.state.set(State::Calling { future });
@@ -274,7 +276,10 @@ where
                                 }
                             }
                             *this.waited = true;
-                            arm(this.timer.as_mut(), earliest(Some(short.until), *this.give_up).unwrap_or(short.until));
+                            arm(
+                                this.timer.as_mut(),
+                                earliest(Some(short.until), *this.give_up).unwrap_or(short.until),
+                            );
                             *this.short = Some(short);
                             this.state.set(State::Queued);
                             if !fired(this.timer.as_mut(), cx) {
@@ -390,8 +395,8 @@ impl<St: QuotaStore> Admission<St> {
                     let default = self.shared.config.default_cooldown;
                     match outcome {
                         Outcome::RateLimited(signal) => {
-                            let wait = (!outcome.is_hopeless())
-                                .then(|| signal.wait.unwrap_or(default));
+                            let wait =
+                                (!outcome.is_hopeless()).then(|| signal.wait.unwrap_or(default));
                             (limits, Charged::No, wait)
                         }
                         Outcome::Overloaded(signal) => (limits, Charged::Unknown, signal.wait),

@@ -168,7 +168,11 @@ impl Gate {
             queue: VecDeque::new(),
             queued_cost: [0; FIELDS],
             next_id: 0,
-            probe: if probe_first { Probe::Needed } else { Probe::Idle },
+            probe: if probe_first {
+                Probe::Needed
+            } else {
+                Probe::Idle
+            },
             in_flight: 0,
             stats: Stats::default(),
         }
@@ -281,7 +285,11 @@ impl Gate {
         for (q, c) in self.queued_cost.iter_mut().zip(waiter.cost) {
             *q = q.saturating_sub(c);
         }
-        if position == 0 { self.head_waker() } else { None }
+        if position == 0 {
+            self.head_waker()
+        } else {
+            None
+        }
     }
 
     /// The waker of the request at the head of the queue.
@@ -314,7 +322,12 @@ impl Gate {
     /// An admitted request finished (answered, failed or dropped). `probe`
     /// says it was the probe; `answered` that the server answered it.
     /// Returns the waker of the head of the queue.
-    pub(crate) fn finished(&mut self, probe: bool, answered: bool, cooldown: bool) -> Option<Waker> {
+    pub(crate) fn finished(
+        &mut self,
+        probe: bool,
+        answered: bool,
+        cooldown: bool,
+    ) -> Option<Waker> {
         self.in_flight = self.in_flight.saturating_sub(1);
         if probe && matches!(self.probe, Probe::Flying { .. }) {
             self.probe = if answered { Probe::Idle } else { Probe::Needed };

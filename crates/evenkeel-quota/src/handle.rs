@@ -110,7 +110,10 @@ impl<St: QuotaStore> QuotaHandle<St> {
 
     fn room_at(&self, entry: &Entry<St>) -> Option<Instant> {
         let now = clock::now();
-        self.shared.store.room_at(&entry.key, now).filter(|at| *at > now)
+        self.shared
+            .store
+            .room_at(&entry.key, now)
+            .filter(|at| *at > now)
     }
 }
 
@@ -150,7 +153,9 @@ impl<St: QuotaStore> Clone for KeyCooldown<St> {
 
 impl<St: QuotaStore> fmt::Debug for KeyCooldown<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyCooldown").field("key", &self.key).finish()
+        f.debug_struct("KeyCooldown")
+            .field("key", &self.key)
+            .finish()
     }
 }
 

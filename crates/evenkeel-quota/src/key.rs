@@ -183,9 +183,14 @@ mod tests {
 
     #[test]
     fn authority_falls_back_to_host_then_empty() {
-        let req = Request::get("https://api.example.com:8443/x").body(()).unwrap();
+        let req = Request::get("https://api.example.com:8443/x")
+            .body(())
+            .unwrap();
         assert_eq!(Authority.key(&req), "api.example.com:8443");
-        let req = Request::get("/x").header("host", "h.example").body(()).unwrap();
+        let req = Request::get("/x")
+            .header("host", "h.example")
+            .body(())
+            .unwrap();
         assert_eq!(Authority.key(&req), "h.example");
         let req = Request::get("/x").body(()).unwrap();
         assert_eq!(Authority.key(&req), "");

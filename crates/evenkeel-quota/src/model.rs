@@ -146,7 +146,11 @@ impl KeyModel {
         for d in &mut self.learned {
             d.advance(now, cum[d.field], params);
         }
-        if self.cooldown.as_ref().is_some_and(|(until, _)| *until <= now) {
+        if self
+            .cooldown
+            .as_ref()
+            .is_some_and(|(until, _)| *until <= now)
+        {
             self.cooldown = None;
         }
     }
@@ -228,7 +232,8 @@ impl KeyModel {
         for d in &self.learned {
             note(d.eta(fields[d.field], self.cum[d.field], now), &d.resource);
         }
-        worst.map(|(wait, resource, cooldown)| Shortage::new(now + wait, resource.clone(), cooldown))
+        worst
+            .map(|(wait, resource, cooldown)| Shortage::new(now + wait, resource.clone(), cooldown))
     }
 
     /// A reservation that was not used: gives its cost back if it was never
@@ -296,11 +301,9 @@ impl KeyModel {
         if quota.remaining.is_none() {
             return;
         }
-        let index = match self
-            .learned
-            .iter()
-            .position(|d| d.resource == quota.resource && d.policy.as_deref() == quota.policy.as_deref())
-        {
+        let index = match self.learned.iter().position(|d| {
+            d.resource == quota.resource && d.policy.as_deref() == quota.policy.as_deref()
+        }) {
             Some(i) => i,
             None => {
                 self.learned.push(Learned::new(quota, field, now));
@@ -308,7 +311,9 @@ impl KeyModel {
             }
         };
         let observable = field == 0 || ticket.seq > self.last_inexact;
-        let clean_since = self.last_uncharged.max(if field == 0 { 0 } else { self.last_inexact });
+        let clean_since = self
+            .last_uncharged
+            .max(if field == 0 { 0 } else { self.last_inexact });
         let cum_now = self.cum[field];
         self.learned[index].sync(
             quota,
@@ -326,7 +331,10 @@ impl KeyModel {
     /// When the key has room for one request (and a token, where tokens are
     /// metered): `None` when it has room now.
     pub(crate) fn room_at(&mut self, now: Instant, params: &Params) -> Option<Instant> {
-        let probe = Cost::new().with_tokens(1).with_input_tokens(1).with_output_tokens(1);
+        let probe = Cost::new()
+            .with_tokens(1)
+            .with_input_tokens(1)
+            .with_output_tokens(1);
         self.estimate(&probe, now, params).map(|s| s.until)
     }
 
@@ -573,7 +581,11 @@ impl Learned {
         self.advance(s.now, s.cum_now, params);
         let limit = q.limit.filter(|&l| l > 0);
         let remaining = limit.map_or(remaining, |l| remaining.min(l));
-        let capacity = limit.map_or_else(|| self.capacity.max(remaining as f64), |l| l as f64);
+        // At least one: a quota that never allows anything would stop the key
+        // for good; at its reset, one request goes and reads it again.
+        let capacity = limit
+            .map_or_else(|| self.capacity.max(remaining as f64), |l| l as f64)
+            .max(1.0);
         if self.seq > 0 && limit.is_some() && limit != self.limit {
             // The limit changed (a new tier, a different model): start over.
             self.rate = 0.0;
@@ -725,8 +737,7 @@ impl Learned {
                 full_at.saturating_duration_since(now)
             } else if self.capacity >= 1.0 {
                 let windows = (short / self.capacity).ceil();
-                full_at.saturating_duration_since(now)
-                    + duration(windows * secs(self.window))
+                full_at.saturating_duration_since(now) + duration(windows * secs(self.window))
             } else {
                 MAX_WAIT
             };

@@ -81,12 +81,11 @@ impl QuotaStore for MemoryStore {
         if let Some(model) = keys.get(key).and_then(Weak::upgrade) {
             return MemoryKey(model);
         }
-        let quotas = self
-            .inner
-            .per_key
-            .get(key)
-            .unwrap_or(&self.inner.declared);
-        let model = Arc::new(Mutex::new(KeyModel::new(quotas, evenkeel_core::clock::now())));
+        let quotas = self.inner.per_key.get(key).unwrap_or(&self.inner.declared);
+        let model = Arc::new(Mutex::new(KeyModel::new(
+            quotas,
+            evenkeel_core::clock::now(),
+        )));
         keys.retain(|_, weak| weak.strong_count() > 0);
         keys.insert(Box::from(key), Arc::downgrade(&model));
         MemoryKey(model)
