@@ -17,6 +17,8 @@ use crate::service::Failover;
 /// Failures in a row that eject an endpoint by default (Envoy's
 /// `consecutive_5xx`).
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+/// Connect failures in a row that eject an endpoint by default: one.
+pub const DEFAULT_CONNECT_FAILURES: u32 = 1;
 /// The first ejection's length by default (Envoy's `base_ejection_time`).
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 /// The longest ejection by default (Envoy's `max_ejection_time`).
@@ -54,6 +56,7 @@ pub(crate) struct SuccessRate {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) consecutive_failures: u32,
+    pub(crate) connect_failures: u32,
     pub(crate) success_rate: Option<SuccessRate>,
     pub(crate) ejection_jitter: f64,
     pub(crate) selection: Selection,
@@ -82,6 +85,7 @@ pub struct FailoverBuilder<S, C = HttpClassifier> {
     endpoints: Vec<Endpoint<S>>,
     classifier: C,
     consecutive_failures: u32,
+    connect_failures: u32,
     success_rate: Option<SuccessRate>,
     base_ejection: Duration,
     max_ejection: Duration,
@@ -102,6 +106,7 @@ impl<S> FailoverBuilder<S> {
             endpoints: Vec::new(),
             classifier: HttpClassifier::new(),
             consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+            connect_failures: DEFAULT_CONNECT_FAILURES,
             success_rate: Some(SuccessRate {
                 min_rate: 0.5,
                 min_requests: 20,
@@ -142,6 +147,7 @@ impl<S, C> FailoverBuilder<S, C> {
             endpoints: self.endpoints,
             classifier,
             consecutive_failures: self.consecutive_failures,
+            connect_failures: self.connect_failures,
             success_rate: self.success_rate,
             base_ejection: self.base_ejection,
             max_ejection: self.max_ejection,
@@ -162,6 +168,17 @@ impl<S, C> FailoverBuilder<S, C> {
     /// Default: [`DEFAULT_CONSECUTIVE_FAILURES`] (5).
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = n;
+        self
+    }
+
+    /// Ejects an endpoint after `n` connect failures in a row (DNS
+    /// failure, refused connection, connect timeout, TLS handshake
+    /// failure); 0 leaves them to the other rules. Such a request never
+    /// reached the server and every request would pay the same connect
+    /// attempt, so by default the first one ejects: default
+    /// [`DEFAULT_CONNECT_FAILURES`] (1).
+    pub fn connect_failures(mut self, n: u32) -> Self {
+        self.connect_failures = n;
         self
     }
 
@@ -338,6 +355,7 @@ impl<S, C> FailoverBuilder<S, C> {
         }
         Ok(Config {
             consecutive_failures: self.consecutive_failures,
+            connect_failures: self.connect_failures,
             success_rate: self.success_rate,
             ejection_jitter: self.ejection_jitter,
             selection: self.selection,
@@ -360,6 +378,7 @@ impl<S, C: fmt::Debug> fmt::Debug for FailoverBuilder<S, C> {
             .field("endpoints", &names)
             .field("classifier", &self.classifier)
             .field("consecutive_failures", &self.consecutive_failures)
+            .field("connect_failures", &self.connect_failures)
             .field("success_rate", &self.success_rate)
             .field("base_ejection", &self.base_ejection)
             .field("max_ejection", &self.max_ejection)

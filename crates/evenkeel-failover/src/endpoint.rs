@@ -144,6 +144,8 @@ pub(crate) struct Meta {
     pub(crate) in_flight: AtomicUsize,
     /// Endpoint failures in a row.
     pub(crate) consecutive: AtomicU32,
+    /// Connect failures in a row.
+    pub(crate) connect_consecutive: AtomicU32,
     /// The success-rate window: successes in the high 32 bits, failures in
     /// the low 32.
     pub(crate) window: AtomicU64,
@@ -181,6 +183,7 @@ impl Meta {
             health,
             in_flight: AtomicUsize::new(0),
             consecutive: AtomicU32::new(0),
+            connect_consecutive: AtomicU32::new(0),
             window: AtomicU64::new(0),
             window_start: AtomicU64::new(now),
             ejected_until: AtomicU64::new(0),

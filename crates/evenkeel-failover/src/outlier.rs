@@ -24,10 +24,26 @@ pub(crate) enum Status {
     Draining,
 }
 
+/// Failures of the connect phase: the request never reached the server.
+fn is_connect_failure(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed(f) if matches!(
+            f.kind,
+            FailureKind::Dns
+                | FailureKind::ConnectionRefused
+                | FailureKind::ConnectTimeout
+                | FailureKind::Connect
+                | FailureKind::Tls
+        )
+    )
+}
+
 /// Why an endpoint is being ejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cause {
     Consecutive,
+    Connect,
     SuccessRate,
     Certificate,
 }
@@ -37,6 +53,7 @@ impl Cause {
     fn as_str(self) -> &'static str {
         match self {
             Cause::Consecutive => "consecutive_failures",
+            Cause::Connect => "connect_failures",
             Cause::SuccessRate => "success_rate",
             Cause::Certificate => "certificate",
         }
@@ -140,10 +157,22 @@ impl<S> Registry<S> {
                 .consecutive
                 .fetch_add(1, Ordering::Relaxed)
                 .saturating_add(1);
+            let connects = if is_connect_failure(outcome) {
+                m.connect_consecutive
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1)
+            } else {
+                if m.connect_consecutive.load(Ordering::Relaxed) != 0 {
+                    m.connect_consecutive.store(0, Ordering::Relaxed);
+                }
+                0
+            };
             let (ok, failed) = self.count(m, false, now);
             let cause = if matches!(outcome, Outcome::Failed(f) if f.kind == FailureKind::Certificate)
             {
                 Some(Cause::Certificate)
+            } else if self.config.connect_failures > 0 && connects >= self.config.connect_failures {
+                Some(Cause::Connect)
             } else if self.config.consecutive_failures > 0
                 && failures >= self.config.consecutive_failures
             {
@@ -162,6 +191,7 @@ impl<S> Registry<S> {
             // The endpoint answered: a success, a client error, a 429.
             if m.consecutive.load(Ordering::Relaxed) != 0 {
                 m.consecutive.store(0, Ordering::Relaxed);
+                m.connect_consecutive.store(0, Ordering::Relaxed);
             }
             self.count(m, true, now);
         }
@@ -241,6 +271,7 @@ impl<S> Registry<S> {
             Ordering::Relaxed,
         );
         m.consecutive.store(0, Ordering::Relaxed);
+        m.connect_consecutive.store(0, Ordering::Relaxed);
         m.window_start.store(now, Ordering::Relaxed);
         m.window.store(0, Ordering::Relaxed);
         m.ejected_until.store(until, Ordering::Release);

@@ -53,8 +53,9 @@ async fn five_failures_in_a_row_eject_for_the_base_time() {
 async fn each_ejection_is_longer_up_to_the_cap() {
     let primary = Upstream::new("primary");
     let backup = Upstream::new("backup");
-    primary.answer(Answer::Io(std::io::ErrorKind::ConnectionRefused));
+    primary.answer(status(502));
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .no_success_rate()
         .ejection(secs(30), secs(100))
         .build()
         .unwrap();
@@ -303,4 +304,41 @@ async fn when_everything_is_down_the_balancer_fails_open() {
     a.answer(ok());
     let res = send(&mut lb, get("x")).await.unwrap();
     assert_eq!(served_by(&res), "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_failure_ejects_at_once_by_default() {
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    primary.answer(Answer::Io(std::io::ErrorKind::ConnectionRefused));
+    let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .build()
+        .unwrap();
+    assert_eq!(serve_n(&mut lb, 5).await, ["backup"; 5]);
+    assert_eq!(primary.hits(), 1, "not tried again after the first refusal");
+    let ejected = lb.handle().endpoint("primary").unwrap();
+    assert_eq!(ejected.state, EndpointState::Ejected);
+    assert_eq!(ejected.ejected_until, Some(Instant::now() + secs(30)));
+
+    // With a higher threshold, connect failures in a row are counted, and
+    // a connection that worked (even to answer 500) starts the count again.
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .connect_failures(3)
+        .consecutive_failures(0)
+        .no_success_rate()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        primary.answer(Answer::Io(std::io::ErrorKind::ConnectionRefused));
+        serve_n(&mut lb, 2).await;
+        primary.answer(status(500));
+        serve_n(&mut lb, 1).await;
+    }
+    assert_eq!(lb.handle().ejections(), 0);
+    primary.answer(Answer::Io(std::io::ErrorKind::ConnectionRefused));
+    serve_n(&mut lb, 3).await;
+    assert_eq!(lb.handle().ejections(), 1);
+    assert_eq!(primary.hits(), 12);
 }

@@ -159,6 +159,7 @@ async fn a_body_over_the_replay_cap_is_sent_once() {
     let backup = Upstream::new("backup");
     primary.answer(Answer::Io(ErrorKind::ConnectionRefused));
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .connect_failures(0)
         .replay_cap(4)
         .build()
         .unwrap();

@@ -158,6 +158,7 @@ async fn dropping_the_future_releases_the_in_flight_count() {
     let primary = Upstream::new("primary");
     let backup = Upstream::new("backup");
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .connect_failures(0)
         .build()
         .unwrap();
     let handle = lb.handle();
