@@ -40,7 +40,11 @@ fn exported() -> Exported {
         rt.block_on(async {
             evenkeel_metrics::describe();
             let answer = service_fn(|req: Request<()>| async move {
-                let status = if req.uri().path() == "/limited" { 429 } else { 200 };
+                let status = if req.uri().path() == "/limited" {
+                    429
+                } else {
+                    200
+                };
                 let res = Response::builder()
                     .status(status)
                     .header("x-ratelimit-limit-requests", "100")
@@ -72,7 +76,10 @@ fn exported() -> Exported {
                 outcome: &limited,
                 attempts: 1,
             });
-            events.emit(|| Event::LimitChanged { name: "api", limit: 10 });
+            events.emit(|| Event::LimitChanged {
+                name: "api",
+                limit: 10,
+            });
             events.emit(|| Event::LimitRejected { name: "api" });
             events.emit(|| Event::QuotaWait {
                 key: "org",
@@ -104,7 +111,11 @@ fn exported() -> Exported {
         let series = line.rsplit_once(' ').unwrap().0;
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
         let keys = exported.entry(name.to_owned()).or_default();
-        for kv in labels.trim_end_matches('}').split(',').filter(|kv| !kv.is_empty()) {
+        for kv in labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|kv| !kv.is_empty())
+        {
             keys.insert(kv.split_once('=').unwrap().0.to_owned());
         }
     }
@@ -123,11 +134,37 @@ struct Refs {
 /// Operators and aggregations, which may stand before `by (…)` rather than
 /// `(`.
 const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "bool", "offset", "inf", "nan", "atan2", "sum", "min", "max", "avg",
-    "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile", "limitk",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
     "limit_ratio",
 ];
-const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+const GROUPING: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
 
 fn ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':'
@@ -308,8 +345,15 @@ fn the_dashboard_queries_only_exported_metrics() {
     for panel in panels {
         let title = panel["title"].as_str().expect("a title");
         titles.push(title.to_owned());
-        assert!(ids.insert(panel["id"].as_u64().expect("an id")), "duplicate id");
-        assert!(panel["gridPos"]["w"].as_u64().is_some_and(|w| w > 0 && w <= 24));
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("an id")),
+            "duplicate id"
+        );
+        assert!(
+            panel["gridPos"]["w"]
+                .as_u64()
+                .is_some_and(|w| w > 0 && w <= 24)
+        );
         let targets = panel["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{title}: no query");
         for target in targets {
@@ -318,7 +362,10 @@ fn the_dashboard_queries_only_exported_metrics() {
         }
     }
     // Template variables query label values of exported metrics.
-    for var in dashboard["templating"]["list"].as_array().expect("templating") {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
         if let Some(q) = var["query"]["query"].as_str() {
             let inner = q
                 .strip_prefix("label_values(")
@@ -332,7 +379,10 @@ fn the_dashboard_queries_only_exported_metrics() {
             }
         }
     }
-    assert!(problems.is_empty(), "{problems:#?}\nexported: {exported:#?}");
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\nexported: {exported:#?}"
+    );
     for needed in [
         "Requests by status",
         "Error ratio",
@@ -371,7 +421,10 @@ fn the_alerting_rules_query_only_exported_metrics() {
             );
         }
     }
-    assert!(problems.is_empty(), "{problems:#?}\nexported: {exported:#?}");
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\nexported: {exported:#?}"
+    );
     for needed in [
         "EvenkeelRateLimitHeadroomLow",
         "EvenkeelRetryRatioHigh",
@@ -391,10 +444,25 @@ fn the_alerting_rules_query_only_exported_metrics() {
 #[test]
 fn a_query_on_a_metric_the_crate_does_not_export_is_caught() {
     let exported = exported();
-    assert!(check("t", "rate(http_client_request_duration_seconds_count[5m])", &exported).is_empty());
-    assert_eq!(check("t", "rate(http_requests_total[5m])", &exported).len(), 1);
+    assert!(
+        check(
+            "t",
+            "rate(http_client_request_duration_seconds_count[5m])",
+            &exported
+        )
+        .is_empty()
+    );
     assert_eq!(
-        check("t", r#"evenkeel_limiter_limit{server_address="x"}"#, &exported).len(),
+        check("t", "rate(http_requests_total[5m])", &exported).len(),
+        1
+    );
+    assert_eq!(
+        check(
+            "t",
+            r#"evenkeel_limiter_limit{server_address="x"}"#,
+            &exported
+        )
+        .len(),
         1
     );
     assert_eq!(

@@ -130,7 +130,10 @@ fn the_example_serves_the_layer_series_over_loopback() {
         .filter(|s| s.labels.len() == 4)
         .map(|s| s.labels["le"].clone())
         .collect();
-    let mut want: Vec<String> = OTEL_DURATION_BUCKETS.iter().map(|b| b.to_string()).collect();
+    let mut want: Vec<String> = OTEL_DURATION_BUCKETS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
     want.push("+Inf".to_owned());
     assert_eq!(bounds, want);
     let count = all

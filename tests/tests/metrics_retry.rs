@@ -110,7 +110,12 @@ fn stack(
     ServiceBuilder::new()
         .layer(MetricsLayer::new())
         .layer(retry)
-        .layer(MetricsLayer::builder().scope(Scope::Attempt).build().unwrap())
+        .layer(
+            MetricsLayer::builder()
+                .scope(Scope::Attempt)
+                .build()
+                .unwrap(),
+        )
         .service(sim)
 }
 
@@ -155,12 +160,18 @@ fn a_retried_429_is_one_call_and_two_attempts() {
     let ok = ("http.response.status_code", "200");
 
     // Calls: two, both successes; the second waited out the 429.
-    assert_eq!(counter(&all, names::HTTP_CLIENT_REQUESTS, &[post, host, ok]), 2);
+    assert_eq!(
+        counter(&all, names::HTTP_CLIENT_REQUESTS, &[post, host, ok]),
+        2
+    );
     assert_eq!(total(&all, names::HTTP_CLIENT_REQUESTS), 2);
     let calls = histogram(&all, names::HTTP_CLIENT_REQUEST_DURATION, &[post, host, ok]);
     assert_eq!(calls.len(), 2);
     assert!((calls[0] - 0.05).abs() < 1e-9, "{calls:?}");
-    assert!(calls[1] >= 1.05, "the second call includes the 1 s wait: {calls:?}");
+    assert!(
+        calls[1] >= 1.05,
+        "the second call includes the 1 s wait: {calls:?}"
+    );
 
     // Attempts: three, one of them the 429, one of them a second attempt.
     let limited = [
@@ -178,9 +189,16 @@ fn a_retried_429_is_one_call_and_two_attempts() {
     assert_eq!(total(&all, names::HTTP_CLIENT_ATTEMPTS), 3);
 
     // The retry, as the retry layer reported it.
-    let server = [("error.type", "rate_limited"), ("evenkeel.wait.source", "server")];
+    let server = [
+        ("error.type", "rate_limited"),
+        ("evenkeel.wait.source", "server"),
+    ];
     assert_eq!(counter(&all, names::RETRIES, &server), 1);
-    let waits = histogram(&all, names::RETRY_WAIT, &[("evenkeel.wait.source", "server")]);
+    let waits = histogram(
+        &all,
+        names::RETRY_WAIT,
+        &[("evenkeel.wait.source", "server")],
+    );
     assert_eq!(waits.len(), 1);
     assert!(waits[0] >= 1.0, "never before the server's wait: {waits:?}");
 
@@ -191,8 +209,14 @@ fn a_retried_429_is_one_call_and_two_attempts() {
 
     // Nothing left in flight.
     let active = [post, host];
-    assert_eq!(gauge(&all, names::HTTP_CLIENT_ACTIVE_REQUESTS, &active), 0.0);
-    assert_eq!(gauge(&all, names::HTTP_CLIENT_ACTIVE_ATTEMPTS, &active), 0.0);
+    assert_eq!(
+        gauge(&all, names::HTTP_CLIENT_ACTIVE_REQUESTS, &active),
+        0.0
+    );
+    assert_eq!(
+        gauge(&all, names::HTTP_CLIENT_ACTIVE_ATTEMPTS, &active),
+        0.0
+    );
 }
 
 #[test]
@@ -231,9 +255,15 @@ fn giving_up_after_overloads_is_counted_by_reason() {
         histogram(&all, names::HTTP_CLIENT_ATTEMPT_DURATION, &overloaded),
         [0.02, 0.02]
     );
-    let gave_up = [("evenkeel.reason", "attempts"), ("error.type", "overloaded")];
+    let gave_up = [
+        ("evenkeel.reason", "attempts"),
+        ("error.type", "overloaded"),
+    ];
     assert_eq!(counter(&all, names::RETRY_GIVE_UPS, &gave_up), 1);
-    let backoff = [("error.type", "overloaded"), ("evenkeel.wait.source", "backoff")];
+    let backoff = [
+        ("error.type", "overloaded"),
+        ("evenkeel.wait.source", "backoff"),
+    ];
     assert_eq!(counter(&all, names::RETRIES, &backoff), 1);
 }
 
@@ -264,8 +294,14 @@ fn transport_errors_are_classified_on_every_attempt() {
         labels.push(("evenkeel.attempt", attempt));
         assert_eq!(counter(&all, names::HTTP_CLIENT_ATTEMPTS, &labels), 1);
     }
-    let backoff = [("error.type", "connection_reset"), ("evenkeel.wait.source", "backoff")];
+    let backoff = [
+        ("error.type", "connection_reset"),
+        ("evenkeel.wait.source", "backoff"),
+    ];
     assert_eq!(counter(&all, names::RETRIES, &backoff), 2);
-    let gave_up = [("evenkeel.reason", "attempts"), ("error.type", "connection_reset")];
+    let gave_up = [
+        ("evenkeel.reason", "attempts"),
+        ("error.type", "connection_reset"),
+    ];
     assert_eq!(counter(&all, names::RETRY_GIVE_UPS, &gave_up), 1);
 }

@@ -28,7 +28,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -97,7 +99,9 @@ pub async fn start_sim() -> Result<SimServer, BoxError> {
 /// a 200.
 pub async fn drive(base: &str, requests: usize) -> Result<usize, BoxError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let client = ServiceBuilder::new().layer(MetricsLayer::new()).service(client);
+    let client = ServiceBuilder::new()
+        .layer(MetricsLayer::new())
+        .service(client);
     let uri: http::Uri = format!("{base}/v1/messages").parse()?;
     let mut tasks = tokio::task::JoinSet::new();
     let mut ok = 0;

@@ -274,10 +274,9 @@ impl<C> MetricsBuilder<C> {
             Some(a) => Address::Fixed(SharedString::from_owned(a)),
             None => Address::Request(Interner::new(self.max_addresses)),
         };
-        let route = self
-            .route
-            .map(|f| (f, Interner::new(self.max_routes)));
-        let instruments = Instruments::new(self.scope, self.naming, address, route, self.rate_limits);
+        let route = self.route.map(|f| (f, Interner::new(self.max_routes)));
+        let instruments =
+            Instruments::new(self.scope, self.naming, address, route, self.rate_limits);
         Ok(MetricsLayer {
             shared: Arc::new(Shared {
                 instruments,

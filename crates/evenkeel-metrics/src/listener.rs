@@ -2,8 +2,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evenkeel_core::event::{EndpointState, Event, Events, Listener};
 use evenkeel_core::Outcome;
+use evenkeel_core::event::{EndpointState, Event, Events, Listener};
 use evenkeel_headers::Resource;
 use metrics::{Counter, Gauge, Histogram};
 
@@ -246,7 +246,12 @@ impl State {
         let (slot, resource) = labels::resource_slot(resource);
         self.quota_rejections.with(
             (id, slot as u8),
-            || counter(self.naming.quota_rejections, self.quota_labels(id, resource)),
+            || {
+                counter(
+                    self.naming.quota_rejections,
+                    self.quota_labels(id, resource),
+                )
+            },
             |c| c.increment(1),
         );
     }
@@ -263,7 +268,12 @@ impl State {
         };
         self.endpoint_states.with_mut(
             id,
-            || STATES.iter().map(|s| (s.as_str(), make(s.as_str()))).collect(),
+            || {
+                STATES
+                    .iter()
+                    .map(|s| (s.as_str(), make(s.as_str())))
+                    .collect()
+            },
             |set| {
                 let current = state.as_str();
                 if !set.iter().any(|(s, _)| *s == current) {

@@ -189,9 +189,7 @@ impl Instruments {
     /// Starts a call: counts it in flight and returns what its future keeps.
     #[inline]
     pub(crate) fn start(&self, key: CallKey) -> Arc<CallEntry> {
-        let entry = self
-            .calls
-            .with(key, || self.entry(key), Arc::clone);
+        let entry = self.calls.with(key, || self.entry(key), Arc::clone);
         entry.active.increment(1.0);
         entry
     }
@@ -260,7 +258,9 @@ impl Instruments {
                 let l = &self.naming.labels;
                 let mut labels = entry.base.clone();
                 match (status, l.error_type) {
-                    (Some(status), _) => labels.push(label(l.status_code, status.as_str().to_owned())),
+                    (Some(status), _) => {
+                        labels.push(label(l.status_code, status.as_str().to_owned()))
+                    }
                     // No error-type label: the status label says what went wrong.
                     (None, None) => labels.push(label(l.status_code, error.unwrap_or(OTHER))),
                     (None, Some(_)) => {}
@@ -309,7 +309,10 @@ impl Instruments {
             let left = |q: &Quota| q.remaining.unwrap_or(u64::MAX);
             let tighter = match tightest[slot] {
                 None => true,
-                Some(t) => (left(q), std::cmp::Reverse(q.reset_after)) < (left(t), std::cmp::Reverse(t.reset_after)),
+                Some(t) => {
+                    (left(q), std::cmp::Reverse(q.reset_after))
+                        < (left(t), std::cmp::Reverse(t.reset_after))
+                }
             };
             if tighter {
                 tightest[slot] = Some(q);

@@ -81,7 +81,10 @@ fn a_success_is_timed_and_counted_with_otel_names_and_units() {
     // No rate-limit headers, no rate-limit gauges.
     assert!(named(&all, names::RATE_LIMIT_REMAINING).is_empty());
     // Success carries no error.type.
-    assert!(all.iter().all(|s| s.labels.iter().all(|(k, _)| k != "error.type")));
+    assert!(
+        all.iter()
+            .all(|s| s.labels.iter().all(|(k, _)| k != "error.type"))
+    );
 }
 
 #[test]
@@ -116,8 +119,14 @@ fn a_429_with_rate_limit_headers_sets_headroom_gauges() {
     assert_eq!(counter(&all, REQUESTS, &labels), 1);
     assert_eq!(histogram(&all, DURATION, &labels), [0.04]);
 
-    let requests = [("evenkeel.resource", "requests"), ("server.address", "api.openai.com")];
-    let tokens = [("evenkeel.resource", "tokens"), ("server.address", "api.openai.com")];
+    let requests = [
+        ("evenkeel.resource", "requests"),
+        ("server.address", "api.openai.com"),
+    ];
+    let tokens = [
+        ("evenkeel.resource", "tokens"),
+        ("server.address", "api.openai.com"),
+    ];
     assert_eq!(gauge(&all, names::RATE_LIMIT_REMAINING, &requests), 0.0);
     assert_eq!(gauge(&all, names::RATE_LIMIT_LIMIT, &requests), 60.0);
     assert_eq!(gauge(&all, names::RATE_LIMIT_RESET, &requests), 2.0);
@@ -134,7 +143,10 @@ fn a_429_with_rate_limit_headers_sets_headroom_gauges() {
 fn the_tightest_quota_per_resource_wins() {
     // Two IETF policies on requests: the daily one binds.
     const HEADERS: &[(&str, &str)] = &[
-        ("ratelimit-policy", "\"minute\";q=100;w=60, \"day\";q=1000;w=86400"),
+        (
+            "ratelimit-policy",
+            "\"minute\";q=100;w=60, \"day\";q=1000;w=86400",
+        ),
         ("ratelimit", "\"minute\";r=40;t=30, \"day\";r=3;t=5000"),
     ];
     let recorder = DebuggingRecorder::new();
@@ -144,7 +156,10 @@ fn the_tightest_quota_per_resource_wins() {
         svc.oneshot(get("http://api.example.com/")).await.unwrap();
     });
     let all = take(&snap);
-    let requests = [("evenkeel.resource", "requests"), ("server.address", "api.example.com")];
+    let requests = [
+        ("evenkeel.resource", "requests"),
+        ("server.address", "api.example.com"),
+    ];
     assert_eq!(gauge(&all, names::RATE_LIMIT_REMAINING, &requests), 3.0);
     assert_eq!(gauge(&all, names::RATE_LIMIT_LIMIT, &requests), 1000.0);
     assert_eq!(gauge(&all, names::RATE_LIMIT_RESET, &requests), 5000.0);
@@ -213,7 +228,10 @@ fn a_dropped_call_is_recorded_as_cancelled_and_leaves_flight() {
         let mut future = tokio_test::task::spawn(svc.call(get("http://api.example.com/slow")));
         assert_pending!(future.poll());
         let in_flight = take(&snap);
-        let active = [("http.request.method", "GET"), ("server.address", "api.example.com")];
+        let active = [
+            ("http.request.method", "GET"),
+            ("server.address", "api.example.com"),
+        ];
         assert_eq!(gauge(&in_flight, ACTIVE, &active), 1.0);
 
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -252,7 +270,10 @@ fn in_flight_counts_calls_until_their_response_head() {
         let mut b = tokio_test::task::spawn(svc.call(get("/v1/messages")));
         assert_pending!(a.poll());
         assert_pending!(b.poll());
-        let active = [("http.request.method", "GET"), ("server.address", "api.anthropic.com")];
+        let active = [
+            ("http.request.method", "GET"),
+            ("server.address", "api.anthropic.com"),
+        ];
         assert_eq!(gauge(&take(&snap), ACTIVE, &active), 2.0);
 
         let (_, respond) = handle.next_request().await.unwrap();
@@ -297,7 +318,10 @@ fn attempt_scope_uses_attempt_names_and_numbers() {
     let snap = recorder.snapshotter();
     run(&recorder, async {
         evenkeel_metrics::describe();
-        let layer = MetricsLayer::builder().scope(Scope::Attempt).build().unwrap();
+        let layer = MetricsLayer::builder()
+            .scope(Scope::Attempt)
+            .build()
+            .unwrap();
         assert_eq!(layer.scope(), Scope::Attempt);
         let mut svc = layer.layer(answering(200, &[], Duration::from_millis(10)));
         for attempt in [None, Some(2), Some(3), Some(9)] {
@@ -317,15 +341,25 @@ fn attempt_scope_uses_attempt_names_and_numbers() {
     for (n, want) in [("1", 1), ("2", 1), ("3", 1), ("5+", 1)] {
         let mut labels = base.to_vec();
         labels.push(("evenkeel.attempt", n));
-        assert_eq!(counter(&all, names::HTTP_CLIENT_ATTEMPTS, &labels), want, "attempt {n}");
+        assert_eq!(
+            counter(&all, names::HTTP_CLIENT_ATTEMPTS, &labels),
+            want,
+            "attempt {n}"
+        );
     }
     // The histogram has no attempt label: all four attempts in one series.
     assert_eq!(
         histogram(&all, names::HTTP_CLIENT_ATTEMPT_DURATION, &base),
         [0.01; 4]
     );
-    let active = [("http.request.method", "GET"), ("server.address", "api.example.com")];
-    assert_eq!(gauge(&all, names::HTTP_CLIENT_ACTIVE_ATTEMPTS, &active), 0.0);
+    let active = [
+        ("http.request.method", "GET"),
+        ("server.address", "api.example.com"),
+    ];
+    assert_eq!(
+        gauge(&all, names::HTTP_CLIENT_ACTIVE_ATTEMPTS, &active),
+        0.0
+    );
     assert!(named(&all, REQUESTS).is_empty());
     assert!(named(&all, DURATION).is_empty());
     assert_eq!(
@@ -368,13 +402,21 @@ fn short_naming_reproduces_the_usual_prometheus_names() {
     let snap = recorder.snapshotter();
     run(&recorder, async {
         Naming::SHORT.describe();
-        let layer = MetricsLayer::builder().naming(Naming::SHORT).build().unwrap();
+        let layer = MetricsLayer::builder()
+            .naming(Naming::SHORT)
+            .build()
+            .unwrap();
         let ok = layer.layer(answering(
             200,
-            &[("anthropic-ratelimit-requests-remaining", "49"), ("anthropic-ratelimit-requests-limit", "50")],
+            &[
+                ("anthropic-ratelimit-requests-remaining", "49"),
+                ("anthropic-ratelimit-requests-limit", "50"),
+            ],
             Duration::from_millis(100),
         ));
-        ok.oneshot(get("https://api.anthropic.com/v1/messages")).await.unwrap();
+        ok.oneshot(get("https://api.anthropic.com/v1/messages"))
+            .await
+            .unwrap();
         let refused = service_fn(|_req: Request<()>| async {
             Err::<Response<()>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
         });
@@ -390,10 +432,22 @@ fn short_naming_reproduces_the_usual_prometheus_names() {
     assert_eq!(histogram(&all, "api_latency_seconds", &ok), [0.1]);
     let failed = [("method", "GET"), ("status_code", "connection_refused")];
     assert_eq!(counter(&all, "api_requests_total", &failed), 1);
-    assert_eq!(gauge(&all, "api_requests_in_flight", &[("method", "GET")]), 0.0);
-    assert_eq!(gauge(&all, "rate_limit_remaining", &[("resource", "requests")]), 49.0);
-    assert_eq!(gauge(&all, "rate_limit_limit", &[("resource", "requests")]), 50.0);
-    assert_eq!(find(&all, "api_latency_seconds", &ok).unit, Some(Unit::Seconds));
+    assert_eq!(
+        gauge(&all, "api_requests_in_flight", &[("method", "GET")]),
+        0.0
+    );
+    assert_eq!(
+        gauge(&all, "rate_limit_remaining", &[("resource", "requests")]),
+        49.0
+    );
+    assert_eq!(
+        gauge(&all, "rate_limit_limit", &[("resource", "requests")]),
+        50.0
+    );
+    assert_eq!(
+        find(&all, "api_latency_seconds", &ok).unit,
+        Some(Unit::Seconds)
+    );
     assert_eq!(
         Naming::SHORT.histogram_buckets()[0],
         ("api_latency_seconds", &[0.1, 0.5, 1.0, 2.0, 5.0][..])
@@ -421,7 +475,14 @@ fn routes_come_from_the_users_function_and_are_capped() {
             .build()
             .unwrap();
         let mut svc = layer.layer(answering(200, &[], Duration::ZERO));
-        for path in ["/v1/models/a", "/v1/models/b", "/x/1", "/x/2", "/x/3", "/elsewhere"] {
+        for path in [
+            "/v1/models/a",
+            "/v1/models/b",
+            "/x/1",
+            "/x/2",
+            "/x/3",
+            "/elsewhere",
+        ] {
             svc.ready().await.unwrap().call(get(path)).await.unwrap();
         }
     });
@@ -474,15 +535,24 @@ fn server_address_comes_from_the_request_and_is_capped() {
     assert_eq!(counter(&all, REQUESTS, &labels("a.example")), 1);
     assert_eq!(counter(&all, REQUESTS, &labels("b.example")), 1);
     assert_eq!(counter(&all, REQUESTS, &labels("_OTHER")), 2);
-    let no_host = [("http.request.method", "GET"), ("http.response.status_code", "200")];
+    let no_host = [
+        ("http.request.method", "GET"),
+        ("http.response.status_code", "200"),
+    ];
     assert_eq!(counter(&all, REQUESTS, &no_host), 1);
 }
 
 #[test]
 fn builder_errors_name_the_field() {
-    let err = MetricsLayer::builder().server_address("").build().unwrap_err();
+    let err = MetricsLayer::builder()
+        .server_address("")
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "server_address");
-    let err = MetricsLayer::builder().max_addresses(0).build().unwrap_err();
+    let err = MetricsLayer::builder()
+        .max_addresses(0)
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "max_addresses");
     let err = MetricsLayer::builder().max_routes(0).build().unwrap_err();
     assert_eq!(err.field(), "max_routes");

@@ -42,20 +42,39 @@ fn retries_are_counted_by_outcome_and_wait_source() {
             });
         }
     });
-    let server = [("error.type", "rate_limited"), ("evenkeel.wait.source", "server")];
-    let backoff = [("error.type", "connection_reset"), ("evenkeel.wait.source", "backoff")];
+    let server = [
+        ("error.type", "rate_limited"),
+        ("evenkeel.wait.source", "server"),
+    ];
+    let backoff = [
+        ("error.type", "connection_reset"),
+        ("evenkeel.wait.source", "backoff"),
+    ];
     assert_eq!(counter(&all, names::RETRIES, &server), 2);
     assert_eq!(counter(&all, names::RETRIES, &backoff), 1);
     assert_eq!(
-        histogram(&all, names::RETRY_WAIT, &[("evenkeel.wait.source", "server")]),
+        histogram(
+            &all,
+            names::RETRY_WAIT,
+            &[("evenkeel.wait.source", "server")]
+        ),
         [2.0, 2.5]
     );
     assert_eq!(
-        histogram(&all, names::RETRY_WAIT, &[("evenkeel.wait.source", "backoff")]),
+        histogram(
+            &all,
+            names::RETRY_WAIT,
+            &[("evenkeel.wait.source", "backoff")]
+        ),
         [0.5]
     );
     assert_eq!(
-        find(&all, names::RETRY_WAIT, &[("evenkeel.wait.source", "server")]).unit,
+        find(
+            &all,
+            names::RETRY_WAIT,
+            &[("evenkeel.wait.source", "server")]
+        )
+        .unit,
         Some(Unit::Seconds)
     );
 }
@@ -80,16 +99,35 @@ fn give_ups_are_counted_by_reason() {
 #[test]
 fn limiter_limit_and_rejections() {
     let all = record(|events| {
-        events.emit(|| Event::LimitChanged { name: "api", limit: 20 });
-        events.emit(|| Event::LimitChanged { name: "api", limit: 14 });
-        events.emit(|| Event::LimitChanged { name: "batch", limit: 4 });
+        events.emit(|| Event::LimitChanged {
+            name: "api",
+            limit: 20,
+        });
+        events.emit(|| Event::LimitChanged {
+            name: "api",
+            limit: 14,
+        });
+        events.emit(|| Event::LimitChanged {
+            name: "batch",
+            limit: 4,
+        });
         events.emit(|| Event::LimitRejected { name: "api" });
         events.emit(|| Event::LimitRejected { name: "api" });
     });
-    assert_eq!(gauge(&all, names::LIMITER_LIMIT, &[("evenkeel.limiter", "api")]), 14.0);
-    assert_eq!(gauge(&all, names::LIMITER_LIMIT, &[("evenkeel.limiter", "batch")]), 4.0);
     assert_eq!(
-        counter(&all, names::LIMITER_REJECTIONS, &[("evenkeel.limiter", "api")]),
+        gauge(&all, names::LIMITER_LIMIT, &[("evenkeel.limiter", "api")]),
+        14.0
+    );
+    assert_eq!(
+        gauge(&all, names::LIMITER_LIMIT, &[("evenkeel.limiter", "batch")]),
+        4.0
+    );
+    assert_eq!(
+        counter(
+            &all,
+            names::LIMITER_REJECTIONS,
+            &[("evenkeel.limiter", "api")]
+        ),
         2
     );
 }
@@ -115,11 +153,17 @@ fn quota_waits_and_rejections_by_key_and_resource() {
             wait: None,
         });
     });
-    let tok = [("evenkeel.quota.key", "org-1"), ("evenkeel.resource", "tokens")];
+    let tok = [
+        ("evenkeel.quota.key", "org-1"),
+        ("evenkeel.resource", "tokens"),
+    ];
     assert_eq!(histogram(&all, names::QUOTA_WAIT, &tok), [1.2]);
     assert_eq!(counter(&all, names::QUOTA_REJECTIONS, &tok), 1);
     // A unit the server named itself does not become a label value.
-    let other = [("evenkeel.quota.key", "org-1"), ("evenkeel.resource", "other")];
+    let other = [
+        ("evenkeel.quota.key", "org-1"),
+        ("evenkeel.resource", "other"),
+    ];
     assert_eq!(counter(&all, names::QUOTA_REJECTIONS, &other), 1);
 }
 
@@ -150,7 +194,11 @@ fn endpoint_state_is_a_state_set_and_failovers_are_counted() {
     let state = |s| [("evenkeel.endpoint", "primary"), ("evenkeel.state", s)];
     assert_eq!(gauge(&all, names::ENDPOINT_STATE, &state("ejected")), 1.0);
     for other in ["healthy", "cooling_down", "draining", "removed"] {
-        assert_eq!(gauge(&all, names::ENDPOINT_STATE, &state(other)), 0.0, "{other}");
+        assert_eq!(
+            gauge(&all, names::ENDPOINT_STATE, &state(other)),
+            0.0,
+            "{other}"
+        );
     }
     assert_eq!(named(&all, names::ENDPOINT_STATE).len(), 5);
     let moved = [
@@ -160,7 +208,11 @@ fn endpoint_state_is_a_state_set_and_failovers_are_counted() {
     ];
     assert_eq!(counter(&all, names::FAILOVERS, &moved), 2);
     assert_eq!(
-        counter(&all, names::FAILBACKS, &[("evenkeel.failover.to", "primary")]),
+        counter(
+            &all,
+            names::FAILBACKS,
+            &[("evenkeel.failover.to", "primary")]
+        ),
         1
     );
 }
@@ -180,7 +232,11 @@ fn names_past_the_cap_are_other() {
         evenkeel_metrics::DEFAULT_MAX_NAMES + 1
     );
     assert_eq!(
-        counter(&all, names::LIMITER_REJECTIONS, &[("evenkeel.limiter", "_OTHER")]),
+        counter(
+            &all,
+            names::LIMITER_REJECTIONS,
+            &[("evenkeel.limiter", "_OTHER")]
+        ),
         3
     );
 }
@@ -189,7 +245,10 @@ fn names_past_the_cap_are_other() {
 fn short_naming_applies_to_events_too() {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
-    let layer = MetricsLayer::builder().naming(Naming::SHORT).build().unwrap();
+    let layer = MetricsLayer::builder()
+        .naming(Naming::SHORT)
+        .build()
+        .unwrap();
     let listener = layer.listener();
     assert_eq!(listener.naming(), &Naming::SHORT);
     let limited = Outcome::RateLimited(Signal::NONE);
@@ -201,7 +260,10 @@ fn short_naming_applies_to_events_too() {
             wait: Duration::from_secs(1),
             server_directed: true,
         });
-        events.emit(|| Event::LimitChanged { name: "api", limit: 8 });
+        events.emit(|| Event::LimitChanged {
+            name: "api",
+            limit: 8,
+        });
     });
     let all = take(&snap);
     let labels = [("outcome", "rate_limited"), ("wait_source", "server")];
@@ -229,7 +291,10 @@ fn describe_registers_a_unit_for_every_name() {
             outcome: &overloaded,
             attempts: 2,
         });
-        events.emit(|| Event::LimitChanged { name: "a", limit: 1 });
+        events.emit(|| Event::LimitChanged {
+            name: "a",
+            limit: 1,
+        });
         events.emit(|| Event::LimitRejected { name: "a" });
         events.emit(|| Event::QuotaWait {
             key: "k",
@@ -267,6 +332,9 @@ fn describe_registers_a_unit_for_every_name() {
     ] {
         let series = named(&all, name);
         assert!(!series.is_empty(), "{name} not recorded");
-        assert!(series.iter().all(|s| s.unit == Some(unit)), "{name}: {series:?}");
+        assert!(
+            series.iter().all(|s| s.unit == Some(unit)),
+            "{name}: {series:?}"
+        );
     }
 }

@@ -6,8 +6,8 @@
 use std::future::Future;
 
 use metrics::Unit;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// One recorded series.
 #[derive(Debug)]
