@@ -165,6 +165,8 @@
 //! whole seconds rounded up; GitHub: Unix seconds rounded up).
 
 mod bucket;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 pub mod error;
 mod fmt;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::{ConfigError, Dialect, Faults, Sim, SimBuilder, TokenCost, TokenQuota};
 use clap::{Parser, ValueEnum};
-use evenkeel_sim::{ConfigError, Dialect, Faults, Sim, SimBuilder, TokenCost, TokenQuota};
 use http::HeaderName;
 
 /// A simulated rate-limited, sometimes failing LLM API (Anthropic Messages
@@ -16,103 +16,103 @@ use http::HeaderName;
 /// Every response carries rate-limit headers in the chosen dialect.
 #[derive(Debug, Parser)]
 #[command(name = "evenkeel-sim", version, after_help = AFTER_HELP)]
-pub(crate) struct Args {
+pub struct SimArgs {
     /// Address to listen on (ignored with --demo, which picks a free loopback port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
 
     /// Request quota: requests per second the bucket refills.
     #[arg(long, value_name = "PER_SEC", default_value_t = 10.0)]
-    pub(crate) rate: f64,
+    pub rate: f64,
 
     /// Request quota: the most requests allowed at once (the bucket size,
     /// reported as the limit).
     #[arg(long, value_name = "N", default_value_t = 10)]
-    pub(crate) burst: u64,
+    pub burst: u64,
 
     /// Token quota: tokens per second the bucket refills (no token quota
     /// unless set).
     #[arg(long, value_name = "PER_SEC")]
-    pub(crate) token_rate: Option<f64>,
+    pub token_rate: Option<f64>,
 
     /// Token quota: the bucket size [default: 60 × --token-rate].
     #[arg(long, value_name = "N", requires = "token_rate")]
-    pub(crate) token_burst: Option<u64>,
+    pub token_burst: Option<u64>,
 
     /// What a request costs against the token quota.
     #[arg(long, value_enum, value_name = "FROM", default_value_t = CostArg::Input)]
-    pub(crate) token_cost: CostArg,
+    pub token_cost: CostArg,
 
     /// The header --token-cost header reads (a decimal integer; missing
     /// costs 0).
-    #[arg(long, value_name = "NAME", default_value = evenkeel_sim::DEFAULT_TOKEN_HEADER)]
-    pub(crate) token_header: String,
+    #[arg(long, value_name = "NAME", default_value = crate::DEFAULT_TOKEN_HEADER)]
+    pub token_header: String,
 
     /// Rate-limit header dialect sent on every response.
     #[arg(long, value_enum, default_value_t = DialectArg::Anthropic)]
-    pub(crate) dialect: DialectArg,
+    pub dialect: DialectArg,
 
     /// Also send retry-after-ms (milliseconds) wherever retry-after is sent.
     #[arg(long)]
-    pub(crate) retry_after_ms: bool,
+    pub retry_after_ms: bool,
 
     /// Fraction of requests answered 500 api_error (0 to 1).
     #[arg(long = "fail-500", value_name = "FRACTION")]
-    pub(crate) fail_500: Option<f64>,
+    pub fail_500: Option<f64>,
 
     /// Fraction of requests answered 503 overloaded_error.
     #[arg(long = "fail-503", value_name = "FRACTION")]
-    pub(crate) fail_503: Option<f64>,
+    pub fail_503: Option<f64>,
 
     /// Fraction of requests answered 529 overloaded_error with
     /// x-should-retry: true.
     #[arg(long = "fail-529", value_name = "FRACTION")]
-    pub(crate) fail_529: Option<f64>,
+    pub fail_529: Option<f64>,
 
     /// Fraction of requests answered 429 insufficient_quota (OpenAI's
     /// hopeless 429: no Retry-After).
     #[arg(long, value_name = "FRACTION")]
-    pub(crate) insufficient_quota: Option<f64>,
+    pub insufficient_quota: Option<f64>,
 
     /// Fraction of connections reset instead of answered.
     #[arg(long, value_name = "FRACTION")]
-    pub(crate) reset: Option<f64>,
+    pub reset: Option<f64>,
 
     /// Fraction of answers delayed by an extra --slow-ms.
     #[arg(long, value_name = "FRACTION")]
-    pub(crate) slow: Option<f64>,
+    pub slow: Option<f64>,
 
     /// The extra delay of a slow answer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub(crate) slow_ms: u64,
+    pub slow_ms: u64,
 
     /// Base latency of an answer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 50)]
-    pub(crate) latency_ms: u64,
+    pub latency_ms: u64,
 
     /// Requests in flight served at base latency; above it latency grows as
     /// base × in_flight / capacity (unlimited unless set).
     #[arg(long, value_name = "N")]
-    pub(crate) capacity: Option<usize>,
+    pub capacity: Option<usize>,
 
     /// Answer 503 at once to requests beyond this many in flight.
     #[arg(long, value_name = "N")]
-    pub(crate) reject_above: Option<usize>,
+    pub reject_above: Option<usize>,
 
     /// Seed of the fault-injection random number generator.
     #[arg(long, value_name = "N", default_value_t = 0x5EED)]
-    pub(crate) seed: u64,
+    pub seed: u64,
 
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    pub(crate) max_body_bytes: usize,
+    pub max_body_bytes: usize,
 
     /// Run a demo instead of serving: start the sim on a free loopback port,
     /// drive a mixed load at it (polite callers that honour Retry-After,
     /// greedy ones that exceed the quota) for SECS seconds, print a summary.
     /// Fault fractions not given on the command line get demo defaults.
     #[arg(long, value_name = "SECS")]
-    pub(crate) demo: Option<u64>,
+    pub demo: Option<u64>,
 }
 
 const AFTER_HELP: &str = "\
@@ -123,7 +123,7 @@ Examples:
 
 /// Where a request's token cost comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum CostArg {
+pub enum CostArg {
     /// The request header named by --token-header.
     Header,
     /// The request body's length in bytes.
@@ -134,7 +134,7 @@ pub(crate) enum CostArg {
 
 /// Rate-limit header dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum DialectArg {
+pub enum DialectArg {
     /// anthropic-ratelimit-{requests,tokens,...}-{limit,remaining,reset}, RFC 3339 resets.
     Anthropic,
     /// x-ratelimit-{limit,remaining,reset}-{requests,tokens}, Go-duration resets.
@@ -230,7 +230,7 @@ fn percent(p: f64) -> f64 {
     (p * 10_000.0).round() / 100.0
 }
 
-impl Args {
+impl SimArgs {
     /// Whether the demo's default faults apply: running the demo with no
     /// fault flag.
     pub(crate) fn demo_faults(&self) -> bool {
@@ -264,7 +264,7 @@ impl Args {
     }
 
     /// The sim these flags describe.
-    pub(crate) fn build(&self) -> Result<Sim, BuildError> {
+    pub fn build(&self) -> Result<Sim, BuildError> {
         let mut builder: SimBuilder = Sim::builder()
             .requests(self.rate, self.burst)
             .dialect(self.dialect.into())
@@ -299,8 +299,10 @@ impl Args {
 
 /// The flags do not describe a valid sim.
 #[derive(Debug)]
-pub(crate) enum BuildError {
+pub enum BuildError {
+    /// A value the sim's builder refused (the message names the flag).
     Config(ConfigError),
+    /// `--token-header` is not a valid header name.
     HeaderName(String),
 }
 
@@ -344,12 +346,12 @@ mod tests {
 
     #[test]
     fn flags_are_consistent() {
-        Args::command().debug_assert();
+        SimArgs::command().debug_assert();
     }
 
     #[test]
     fn defaults_build() {
-        let args = Args::parse_from(["evenkeel-sim"]);
+        let args = SimArgs::parse_from(["evenkeel-sim"]);
         assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(args.build().is_ok());
         assert_eq!(args.fault_rates().describe(), "none");
@@ -357,26 +359,26 @@ mod tests {
 
     #[test]
     fn demo_gets_default_faults_only_without_fault_flags() {
-        let args = Args::parse_from(["evenkeel-sim", "--demo", "1"]);
+        let args = SimArgs::parse_from(["evenkeel-sim", "--demo", "1"]);
         assert_eq!(args.fault_rates(), FaultRates::DEMO);
-        let args = Args::parse_from(["evenkeel-sim", "--demo", "1", "--fail-500", "0.5"]);
+        let args = SimArgs::parse_from(["evenkeel-sim", "--demo", "1", "--fail-500", "0.5"]);
         assert_eq!(args.fault_rates().describe(), "500: 50%");
-        let args = Args::parse_from(["evenkeel-sim", "--fail-529", "0.07", "--reset", "0.001"]);
+        let args = SimArgs::parse_from(["evenkeel-sim", "--fail-529", "0.07", "--reset", "0.001"]);
         assert_eq!(args.fault_rates().describe(), "529: 7%  reset: 0.1%");
     }
 
     #[test]
     fn bad_values_name_the_flag() {
-        let args = Args::parse_from(["evenkeel-sim", "--rate", "0"]);
+        let args = SimArgs::parse_from(["evenkeel-sim", "--rate", "0"]);
         assert!(args.build().unwrap_err().to_string().starts_with("--rate:"));
-        let args = Args::parse_from(["evenkeel-sim", "--reset", "2"]);
+        let args = SimArgs::parse_from(["evenkeel-sim", "--reset", "2"]);
         assert!(
             args.build()
                 .unwrap_err()
                 .to_string()
                 .starts_with("--reset:")
         );
-        let args = Args::parse_from([
+        let args = SimArgs::parse_from([
             "evenkeel-sim",
             "--token-rate",
             "10",

@@ -5,8 +5,8 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Sim;
 use bytes::Bytes;
-use evenkeel_sim::Sim;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::args::Args;
+use super::args::SimArgs;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -48,7 +48,7 @@ struct Shared {
     retry_afters: BTreeMap<String, u64>,
 }
 
-pub(crate) async fn run(args: &Args, sim: Sim, span: Duration) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn run(args: &SimArgs, sim: Sim, span: Duration) -> Result<(), Box<dyn Error>> {
     let server = sim
         .serve("127.0.0.1:0".parse()?)
         .await
@@ -59,7 +59,7 @@ pub(crate) async fn run(args: &Args, sim: Sim, span: Duration) -> Result<(), Box
         span.as_secs()
     );
     println!();
-    println!("  sim     {}", crate::describe(args));
+    println!("  sim     {}", super::describe(args));
     if args.demo_faults() {
         println!("          (demo fault mix; set any fault flag, e.g. --fail-529 0.1, to choose)");
     }
@@ -104,7 +104,7 @@ pub(crate) async fn run(args: &Args, sim: Sim, span: Duration) -> Result<(), Box
         .map(Mutex::into_inner)
         .unwrap_or_default();
     print_callers(&shared);
-    crate::print_served(&stats);
+    super::print_served(&stats);
     print_samples(&shared);
     Ok(())
 }

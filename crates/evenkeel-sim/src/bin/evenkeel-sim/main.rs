@@ -1,27 +1,17 @@
 //! `evenkeel-sim`: a simulated rate-limited, sometimes failing LLM API on a
 //! loopback port, or (`--demo SECS`) a short demonstration of one under load.
 
-mod args;
-mod demo;
-
-use std::error::Error;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use evenkeel_sim::{Sim, Stats};
-
-use crate::args::Args;
+use evenkeel_sim::cli::{self, SimArgs};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let sim = match args.build() {
-        Ok(sim) => sim,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = SimArgs::parse();
+    if let Err(err) = args.build() {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,93 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match args.demo {
-            Some(secs) => demo::run(&args, sim, Duration::from_secs(secs)).await,
-            None => serve(&args, sim).await,
-        }
-    });
-    match result {
+    match runtime.block_on(cli::run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", chain(&*err));
+            eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Serves until Ctrl-C, then prints what the sim saw.
-async fn serve(args: &Args, sim: Sim) -> Result<(), Box<dyn Error>> {
-    let server = sim
-        .serve(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    println!("evenkeel-sim listening on {}", server.url());
-    println!("  {}", describe(args));
-    println!("  press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
-    let stats = server.stats();
-    server.shutdown().await;
-    println!();
-    print_served(&stats);
-    Ok(())
-}
-
-/// One line on the configuration.
-pub(crate) fn describe(args: &Args) -> String {
-    let mut line = format!(
-        "{} headers · {} req/s, burst {}",
-        evenkeel_sim::Dialect::from(args.dialect),
-        args.rate,
-        args.burst
-    );
-    if let Some(rate) = args.token_rate {
-        line.push_str(&format!(" · {rate} tokens/s"));
-    }
-    line.push_str(&format!(" · latency {} ms", args.latency_ms));
-    if let Some(c) = args.capacity {
-        line.push_str(&format!(", capacity {c}"));
-    }
-    if let Some(r) = args.reject_above {
-        line.push_str(&format!(", 503 above {r} in flight"));
-    }
-    line.push_str(&format!(
-        " · faults: {} · seed {}",
-        args.fault_rates().describe(),
-        args.seed
-    ));
-    line
-}
-
-/// The sim's own counters.
-pub(crate) fn print_served(stats: &Stats) {
-    println!("served by the sim");
-    for (status, count) in stats.statuses() {
-        let reason = http::StatusCode::from_u16(*status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or(if *status == 529 { "Overloaded" } else { "" });
-        println!("  {status} {reason:<22} {count:>6}");
-    }
-    println!(
-        "  attempts {} · resets injected {} · max in flight {}",
-        stats.attempts(),
-        stats.resets(),
-        stats.max_in_flight()
-    );
-}
-
-/// `err: cause: cause`.
-fn chain(err: &dyn Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
