@@ -235,7 +235,7 @@ where
                             let wake = {
                                 let mut gate = adm.entry.gate.lock();
                                 let wake = adm.queued.take().and_then(|id| gate.leave(id));
-                                gate.admitted();
+                                gate.admitted(adm.probe);
                                 if *this.waited {
                                     gate.stats.waits += 1;
                                     gate.stats.waited += waited;

@@ -208,7 +208,6 @@ impl Gate {
             self.probe = Probe::Flying {
                 until: now + timeout,
             };
-            self.stats.probes += 1;
             true
         } else {
             false
@@ -297,10 +296,11 @@ impl Gate {
         self.queue.front().and_then(|w| w.waker.clone())
     }
 
-    /// A request was admitted.
-    pub(crate) fn admitted(&mut self) {
+    /// A request was admitted; `probe` says it goes as the probe.
+    pub(crate) fn admitted(&mut self, probe: bool) {
         self.in_flight += 1;
         self.stats.admitted += 1;
+        self.stats.probes += u64::from(probe);
     }
 
     /// A request that was going as the probe cannot go yet: the next one
@@ -351,7 +351,7 @@ mod tests {
         let now = Instant::now();
         let mut gate = Gate::new(true);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
-        gate.admitted();
+        gate.admitted(true);
         // Others queue behind the probe.
         assert_eq!(gate.enter(now, t), None);
         let a = gate.enqueue(&Cost::new(), waker, false);
@@ -382,12 +382,12 @@ mod tests {
         let now = Instant::now();
         let mut gate = Gate::new(false);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: false }));
-        gate.admitted();
+        gate.admitted(false);
         gate.finished(false, true, true);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
         assert_eq!(gate.stats.cooldowns, 1);
         // A probe that fails without an answer hands the role on.
-        gate.admitted();
+        gate.admitted(true);
         gate.finished(true, false, false);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
     }

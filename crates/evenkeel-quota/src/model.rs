@@ -78,16 +78,18 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// `s` seconds, rounded up to the nanosecond, within `[0, MAX_WAIT]`.
+/// `s` seconds, rounded up to the microsecond (float noise below a
+/// millionth of a microsecond aside, so that 1 ms computed as 1.000…01 ms
+/// stays 1 ms), within `[0, MAX_WAIT]`.
 pub(crate) fn duration(s: f64) -> Duration {
     if s.is_nan() || s <= 0.0 {
         return Duration::ZERO;
     }
-    let nanos = (s * 1e9).ceil();
-    if nanos >= MAX_WAIT.as_nanos() as f64 {
+    let micros = (s * 1e6 - 1e-6).ceil();
+    if micros >= MAX_WAIT.as_micros() as f64 {
         return MAX_WAIT;
     }
-    Duration::from_nanos(nanos as u64)
+    Duration::from_micros(micros.max(0.0) as u64)
 }
 
 /// What an admitted request holds: its place in the key's sequence and what
