@@ -141,8 +141,8 @@ struct Interned {
     values: Vec<SharedString>,
 }
 
-/// Turns label values into ids, keeping at most `limit` distinct values;
-/// the rest share [`OTHER_ID`], whose value is `_OTHER`.
+/// Turns label values into ids, keeping at most `limit` distinct keys; the
+/// rest share [`OTHER_ID`], whose value is `_OTHER`.
 pub(crate) struct Interner {
     inner: RwLock<Interned>,
     limit: usize,
@@ -162,28 +162,46 @@ impl Interner {
     /// The id of `value`, interning it when there is room.
     #[inline]
     pub(crate) fn id(&self, value: &str) -> u32 {
-        if let Some(&id) = self.inner.read().ids.get(value) {
-            return id;
+        self.id_by(value, |v| Some(SharedString::from_shared(Arc::<str>::from(v))))
+            .unwrap_or(OTHER_ID)
+    }
+
+    /// The id of the value `label` derives from `key`, interning it when
+    /// there is room. Look-ups go by `key`, so a key that is cheap to have
+    /// (a raw authority) stands for a value that costs parsing (its host);
+    /// `label` runs only the first time a key is seen. A key whose `label`
+    /// is `None` gets `None` (and is not remembered).
+    #[inline]
+    pub(crate) fn id_by(
+        &self,
+        key: &str,
+        label: impl FnOnce(&str) -> Option<SharedString>,
+    ) -> Option<u32> {
+        if let Some(&id) = self.inner.read().ids.get(key) {
+            return Some(id);
         }
-        self.insert(value)
+        self.insert(key, label)
     }
 
     #[cold]
     #[inline(never)]
-    fn insert(&self, value: &str) -> u32 {
+    fn insert(
+        &self,
+        key: &str,
+        label: impl FnOnce(&str) -> Option<SharedString>,
+    ) -> Option<u32> {
         let mut inner = self.inner.write();
-        if let Some(&id) = inner.ids.get(value) {
-            return id;
+        if let Some(&id) = inner.ids.get(key) {
+            return Some(id);
         }
         if inner.ids.len() >= self.limit {
-            return OTHER_ID;
+            return Some(OTHER_ID);
         }
+        let value = label(key)?;
         let id = u32::try_from(inner.values.len()).unwrap_or(OTHER_ID);
-        inner
-            .values
-            .push(SharedString::from_shared(Arc::<str>::from(value)));
-        inner.ids.insert(value.into(), id);
-        id
+        inner.values.push(value);
+        inner.ids.insert(key.into(), id);
+        Some(id)
     }
 
     /// The value of an id (`_OTHER` for an unknown one).
@@ -211,6 +229,25 @@ mod tests {
         assert_eq!(&*interner.value(a), "a.example");
         assert_eq!(&*interner.value(OTHER_ID), "_OTHER");
         assert_eq!(&*interner.value(99), "_OTHER");
+    }
+
+    #[test]
+    fn interner_derives_values_from_keys_once() {
+        let interner = Interner::new(8);
+        let mut parsed = 0;
+        let mut host = |key: &str| {
+            parsed += 1;
+            key.split(':').next().map(|h| SharedString::from_owned(h.to_owned()))
+        };
+        let a = interner.id_by("api.example.com:443", &mut host).unwrap();
+        let b = interner.id_by("api.example.com:8443", &mut host).unwrap();
+        assert_eq!(interner.id_by("api.example.com:443", &mut host), Some(a));
+        assert_ne!(a, b);
+        assert_eq!(&*interner.value(a), "api.example.com");
+        assert_eq!(&*interner.value(b), "api.example.com");
+        assert_eq!(interner.id_by("", |_| None), None);
+        drop(host);
+        assert_eq!(parsed, 2);
     }
 
     #[test]

@@ -70,18 +70,27 @@ pub(crate) fn resource_slot(resource: &Resource) -> (usize, &'static str) {
     }
 }
 
-/// The host a request goes to: the URI's host, else the `Host` header's
-/// (without its port). `None` when neither is there or readable.
-pub(crate) fn host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    if let Some(host) = uri.host() {
-        return Some(host.trim_start_matches('[').trim_end_matches(']'));
+/// Where a request goes, as cheap to read as possible: the URI's raw
+/// authority (`user@host:port`), else the `Host` header's raw value. The
+/// host is parsed out of it with [`host_of`] only the first time a value is
+/// seen.
+pub(crate) fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    if let Some(authority) = uri.authority() {
+        return Some(authority.as_str());
     }
-    let value = headers.get(http::header::HOST)?.to_str().ok()?;
-    let host = if let Some(rest) = value.strip_prefix('[') {
+    let value = headers.get(http::header::HOST)?;
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+/// The host in an authority: without user information, port or the
+/// brackets of an IPv6 literal. `None` when there is none.
+pub(crate) fn host_of(authority: &str) -> Option<&str> {
+    let hostport = authority.rsplit('@').next()?;
+    let host = if let Some(rest) = hostport.strip_prefix('[') {
         // An IPv6 literal: `[::1]:8080`.
         rest.split(']').next()?
     } else {
-        value.split(':').next()?
+        hostport.split(':').next()?
     };
     (!host.is_empty()).then_some(host)
 }
@@ -132,11 +141,17 @@ mod tests {
 
     #[test]
     fn host_comes_from_the_uri_or_the_host_header() {
+        fn host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+            authority(uri, headers).and_then(host_of)
+        }
         let mut headers = HeaderMap::new();
         let uri: Uri = "https://api.example.com:8443/v1".parse().unwrap();
+        assert_eq!(authority(&uri, &headers), Some("api.example.com:8443"));
         assert_eq!(host(&uri, &headers), Some("api.example.com"));
         let uri: Uri = "http://[::1]:8080/".parse().unwrap();
         assert_eq!(host(&uri, &headers), Some("::1"));
+        let uri: Uri = "http://user:secret@example.net/".parse().unwrap();
+        assert_eq!(host(&uri, &headers), Some("example.net"));
 
         let path: Uri = "/v1/messages".parse().unwrap();
         assert_eq!(host(&path, &headers), None);

@@ -153,10 +153,14 @@ impl Instruments {
         parts: Option<&http::request::Parts>,
     ) -> CallKey {
         let address = match &self.address {
-            Address::Request(interner) => match labels::host(uri, headers) {
-                Some(host) => interner.id(host),
-                None => NO_HOST,
-            },
+            Address::Request(interner) => labels::authority(uri, headers)
+                .and_then(|authority| {
+                    interner.id_by(authority, |authority| {
+                        let host = labels::host_of(authority)?;
+                        Some(SharedString::from_shared(Arc::<str>::from(host)))
+                    })
+                })
+                .unwrap_or(NO_HOST),
             Address::Off | Address::Fixed(_) => 0,
         };
         let route = match (&self.route, parts) {
