@@ -306,8 +306,14 @@ mod tests {
         let (f2, w2) = flag();
         let mut k1 = None;
         let mut k2 = None;
-        assert!(gate.poll_acquire(&mut k1, &mut Context::from_waker(&w1)).is_pending());
-        assert!(gate.poll_acquire(&mut k2, &mut Context::from_waker(&w2)).is_pending());
+        assert!(
+            gate.poll_acquire(&mut k1, &mut Context::from_waker(&w1))
+                .is_pending()
+        );
+        assert!(
+            gate.poll_acquire(&mut k2, &mut Context::from_waker(&w2))
+                .is_pending()
+        );
         assert_eq!(gate.queued(), 2);
 
         // A newcomer cannot overtake the queue even when room appears.
@@ -316,7 +322,10 @@ mod tests {
         assert!(!f2.0.load(Ordering::SeqCst));
         let mut k3 = None;
         let (_, w3) = flag();
-        assert!(gate.poll_acquire(&mut k3, &mut Context::from_waker(&w3)).is_pending());
+        assert!(
+            gate.poll_acquire(&mut k3, &mut Context::from_waker(&w3))
+                .is_pending()
+        );
         assert_eq!(
             gate.poll_acquire(&mut k1, &mut Context::from_waker(&w1)),
             Poll::Ready(Ok(()))
@@ -349,7 +358,10 @@ mod tests {
         );
         gate.cancel(k.unwrap());
         let reject_at_once = Gate::new(1, 0);
-        assert_eq!(reject_at_once.poll_acquire(&mut None, &mut cx), Poll::Ready(Ok(())));
+        assert_eq!(
+            reject_at_once.poll_acquire(&mut None, &mut cx),
+            Poll::Ready(Ok(()))
+        );
         assert_eq!(
             reject_at_once.poll_acquire(&mut None, &mut cx),
             Poll::Ready(Err(QueueFull))

@@ -240,7 +240,11 @@ impl<A: Algorithm, C, R> LimitBuilder<A, C, R> {
     /// Validates and builds the layer.
     pub fn build(self) -> Result<LimitLayer<A, C, R>, ConfigError> {
         if self.algorithm.initial_limit() == 0 {
-            let field = if A::ADAPTIVE { "initial_limit" } else { "limit" };
+            let field = if A::ADAPTIVE {
+                "initial_limit"
+            } else {
+                "limit"
+            };
             return Err(ConfigError::new(
                 field,
                 "must be at least 1 (a limit of 0 would never admit a request)",

@@ -137,7 +137,8 @@ where
                                 match &mut self.timer {
                                     Some(timer) => timer.as_mut().reset(deadline),
                                     None => {
-                                        self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)))
+                                        self.timer =
+                                            Some(Box::pin(tokio::time::sleep_until(deadline)))
                                     }
                                 }
                             }

@@ -132,7 +132,8 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
     }
 
     pub(crate) fn set_ceiling(&self, ceiling: Option<usize>) {
-        self.ceiling.store(ceiling.unwrap_or(NONE), Ordering::Relaxed);
+        self.ceiling
+            .store(ceiling.unwrap_or(NONE), Ordering::Relaxed);
         self.refresh();
     }
 
@@ -186,7 +187,8 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
             in_flight = self.gate.in_flight(),
             "request rejected by the concurrency limit"
         );
-        self.events.emit(|| Event::LimitRejected { name: &self.name });
+        self.events
+            .emit(|| Event::LimitRejected { name: &self.name });
     }
 }
 

@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use evenkeel_core::event::Event;
 use evenkeel_core::error::Overloaded;
+use evenkeel_core::event::Event;
 use evenkeel_core::{BoxError, Outcome};
 use evenkeel_limit::{Algorithm, LimitLayer, Respond, Sample};
 use http::{Request, Response, StatusCode};
@@ -101,7 +101,7 @@ async fn a_clone_starts_unready_and_no_call_reaches_an_unready_inner() {
     // The clone holds nothing: calling it without readying it is a bug.
     let mut clone = clone.into_inner();
     let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = clone.call(req());
+        drop(clone.call(req()));
     }));
     assert!(called.is_err(), "call before poll_ready must panic");
     inner.allow(1);
@@ -144,7 +144,10 @@ async fn dropping_the_future_releases_the_permit_and_reports_nothing() {
     assert!(b.is_woken());
     assert_ready_ok!(b.poll_ready());
     assert_eq!(handle.in_flight(), 1);
-    assert!(recorder.samples().is_empty(), "a cancelled attempt is no sample");
+    assert!(
+        recorder.samples().is_empty(),
+        "a cancelled attempt is no sample"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -304,7 +307,10 @@ fn the_builder_refuses_what_cannot_work() {
     let err = LimitLayer::fixed(0).build().unwrap_err();
     assert_eq!(err.field(), "limit");
     assert!(err.to_string().contains("never admit"), "{err}");
-    assert_eq!(LimitLayer::fixed(1).ceiling(0).build().unwrap_err().field(), "ceiling");
+    assert_eq!(
+        LimitLayer::fixed(1).ceiling(0).build().unwrap_err().field(),
+        "ceiling"
+    );
     assert_eq!(
         LimitLayer::fixed(1)
             .max_wait(Duration::ZERO)
@@ -314,7 +320,10 @@ fn the_builder_refuses_what_cannot_work() {
         "max_wait"
     );
     assert_eq!(
-        LimitLayer::adaptive(Recorder::new(0)).build().unwrap_err().field(),
+        LimitLayer::adaptive(Recorder::new(0))
+            .build()
+            .unwrap_err()
+            .field(),
         "initial_limit"
     );
 }
@@ -379,17 +388,33 @@ async fn never_sent_errors_are_ignored_timeouts_and_refusals_are_drops() {
     let (mock, mut inner): (Mock, Handle) = mock::pair();
 
     let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-    assert!(one(&layer, &mut inner, &mock, Err(refused.into())).await.is_err());
+    assert!(
+        one(&layer, &mut inner, &mock, Err(refused.into()))
+            .await
+            .is_err()
+    );
     assert!(recorder.samples().is_empty(), "never sent: ignored");
 
     let timeout: BoxError = evenkeel_core::error::TimedOut::after(Duration::from_secs(1)).into();
     assert!(one(&layer, &mut inner, &mock, Err(timeout)).await.is_err());
     let downstream: BoxError = Overloaded::new().into();
-    assert!(one(&layer, &mut inner, &mock, Err(downstream)).await.is_err());
+    assert!(
+        one(&layer, &mut inner, &mock, Err(downstream))
+            .await
+            .is_err()
+    );
     let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-    assert!(one(&layer, &mut inner, &mock, Err(reset.into())).await.is_err());
-    one(&layer, &mut inner, &mock, Ok(status(503))).await.unwrap();
-    one(&layer, &mut inner, &mock, Ok(status(500))).await.unwrap();
+    assert!(
+        one(&layer, &mut inner, &mock, Err(reset.into()))
+            .await
+            .is_err()
+    );
+    one(&layer, &mut inner, &mock, Ok(status(503)))
+        .await
+        .unwrap();
+    one(&layer, &mut inner, &mock, Ok(status(500)))
+        .await
+        .unwrap();
 
     let drops: Vec<bool> = recorder.samples().iter().map(|s| s.is_drop()).collect();
     assert_eq!(drops, [true, true, false, true, false]);
@@ -411,10 +436,15 @@ async fn server_and_configured_ceilings_cap_the_limit() {
     let handle = layer.handle();
     let (mock, mut inner): (Mock, Handle) = mock::pair();
     let advertised = Response::builder()
-        .header("ratelimit-policy", r#""conc";q=6;qu="concurrent-requests", "rpm";q=600;w=60"#)
+        .header(
+            "ratelimit-policy",
+            r#""conc";q=6;qu="concurrent-requests", "rpm";q=600;w=60"#,
+        )
         .body(())
         .unwrap();
-    one(&layer, &mut inner, &mock, Ok(advertised)).await.unwrap();
+    one(&layer, &mut inner, &mock, Ok(advertised))
+        .await
+        .unwrap();
     assert_eq!(handle.server_ceiling(), Some(6));
     assert_eq!((handle.limit(), handle.estimate()), (6, 20));
 
@@ -426,7 +456,10 @@ async fn server_and_configured_ceilings_cap_the_limit() {
     ];
     for policy in malformed {
         let r = Response::builder()
-            .header("ratelimit-policy", http::HeaderValue::from_bytes(policy).unwrap())
+            .header(
+                "ratelimit-policy",
+                http::HeaderValue::from_bytes(policy).unwrap(),
+            )
             .body(())
             .unwrap();
         one(&layer, &mut inner, &mock, Ok(r)).await.unwrap();
@@ -451,7 +484,9 @@ async fn the_server_ceiling_can_be_ignored() {
         .header("ratelimit-policy", r#""conc";q=6;qu="concurrent-requests""#)
         .body(())
         .unwrap();
-    one(&layer, &mut inner, &mock, Ok(advertised)).await.unwrap();
+    one(&layer, &mut inner, &mock, Ok(advertised))
+        .await
+        .unwrap();
     assert_eq!(layer.handle().limit(), 20);
 }
 

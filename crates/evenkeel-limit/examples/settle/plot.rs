@@ -6,10 +6,14 @@ use plotters::prelude::*;
 
 use crate::scenario::Run;
 
-const COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
+const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+];
 
 /// Two panels: the knee scenario and the capacity step.
-pub fn draw(
+pub(crate) fn draw(
     out: &Path,
     knee: &[(&'static str, Run)],
     step: &[(&'static str, Run)],
@@ -30,7 +34,7 @@ pub fn draw(
         "Capacity 16 → 4 at 60 s → 16 at 120 s",
         step,
         180.0,
-        40,
+        52,
         &[(0.0, 60.0, 16), (60.0, 120.0, 4), (120.0, 180.0, 16)],
     )?;
     root.present()?;
@@ -74,7 +78,10 @@ where
             ))?
             .label(*name)
             .legend(move |(x, y)| {
-                PathElement::new([(x, y), (x + 16, y)], ShapeStyle::from(&color).stroke_width(2))
+                PathElement::new(
+                    [(x, y), (x + 16, y)],
+                    ShapeStyle::from(&color).stroke_width(2),
+                )
             });
     }
     chart

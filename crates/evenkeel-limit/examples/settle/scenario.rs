@@ -77,10 +77,7 @@ impl Scenario {
             capacity: 16,
             reject_above: 48,
             duration: Duration::from_secs(180),
-            capacity_changes: vec![
-                (Duration::from_secs(60), 4),
-                (Duration::from_secs(120), 16),
-            ],
+            capacity_changes: vec![(Duration::from_secs(60), 4), (Duration::from_secs(120), 16)],
             ..Scenario::knee()
         }
     }
@@ -218,7 +215,11 @@ pub async fn run<A: Algorithm>(scenario: &Scenario, algorithm: A) -> Run {
             while Instant::now() < end {
                 tick.tick().await;
                 let t = origin.elapsed().as_secs_f64();
-                record.lock().expect("not poisoned").limits.push((t, handle.limit()));
+                record
+                    .lock()
+                    .expect("not poisoned")
+                    .limits
+                    .push((t, handle.limit()));
             }
         })
     };
@@ -270,6 +271,5 @@ pub async fn run<A: Algorithm>(scenario: &Scenario, algorithm: A) -> Run {
     }
     tracer.await.expect("tracer task");
     changes.await.expect("capacity task");
-    let run = record.lock().expect("not poisoned").clone();
-    run
+    std::mem::take(&mut *record.lock().expect("not poisoned"))
 }

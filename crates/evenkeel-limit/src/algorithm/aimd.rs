@@ -292,7 +292,11 @@ mod tests {
     fn validation_names_the_field() {
         let e = Aimd::builder().min_limit(0).build().unwrap_err();
         assert_eq!(e.field(), "min_limit");
-        let e = Aimd::builder().min_limit(5).max_limit(4).build().unwrap_err();
+        let e = Aimd::builder()
+            .min_limit(5)
+            .max_limit(4)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "max_limit");
         let e = Aimd::builder().initial_limit(300).build().unwrap_err();
         assert_eq!(e.field(), "initial_limit");

@@ -144,7 +144,11 @@ impl Algorithm for Gradient {
                 self.limit = (self.limit * 2.0).min(self.max as f64);
             } else {
                 self.slow_start = false;
-                let allowance = if gradient >= 1.0 { self.queue_size } else { 0.0 };
+                let allowance = if gradient >= 1.0 {
+                    self.queue_size
+                } else {
+                    0.0
+                };
                 let target = self.limit * gradient + allowance;
                 self.limit = self.limit * (1.0 - self.smoothing) + target * self.smoothing;
                 self.limit = self.limit.clamp(self.min as f64, self.max as f64);
@@ -266,7 +270,10 @@ impl GradientBuilder {
         if !(self.queue_size.is_finite() && self.queue_size >= 0.0) {
             return Err(ConfigError::new(
                 "queue_size",
-                format!("({}) must be a finite number, zero or more", self.queue_size),
+                format!(
+                    "({}) must be a finite number, zero or more",
+                    self.queue_size
+                ),
             ));
         }
         if !(self.tolerance.is_finite() && (1.0..=2.0).contains(&self.tolerance)) {
@@ -369,7 +376,11 @@ mod tests {
     #[test]
     fn steady_mild_overload_does_not_grow_the_limit() {
         // Capacity 8, limit 12: 50 % over, for ten minutes and twenty probes.
-        let mut g = Gradient::builder().slow_start(false).initial_limit(8).build().unwrap();
+        let mut g = Gradient::builder()
+            .slow_start(false)
+            .initial_limit(8)
+            .build()
+            .unwrap();
         loaded_window(&mut g, 0, 8);
         g.limit = 12.0;
         let mut highest: f64 = 0.0;
@@ -379,13 +390,20 @@ mod tests {
                 highest = highest.max(g.estimate());
             }
         }
-        assert!(highest < 10.0, "settled at most 8 × 1.1 + allowance: {highest}");
+        assert!(
+            highest < 10.0,
+            "settled at most 8 × 1.1 + allowance: {highest}"
+        );
         assert_eq!(g.baseline(), Some(Duration::from_millis(100)));
     }
 
     #[test]
     fn queue_allowance_only_without_queueing() {
-        let mut g = Gradient::builder().slow_start(false).initial_limit(10).build().unwrap();
+        let mut g = Gradient::builder()
+            .slow_start(false)
+            .initial_limit(10)
+            .build()
+            .unwrap();
         window(&mut g, 0, 100, 64);
         window(&mut g, 2_000, 100, 64);
         // 10 × 1 + 4, smoothed by 0.2.
@@ -403,12 +421,20 @@ mod tests {
         assert_eq!(g.update(&dropped(0, 1, 20, 20)), 18);
         assert_eq!(g.update(&dropped(1, 1, 18, 18)), 16);
         // Rejected attempts' RTTs never enter a window.
-        assert_eq!(g.window.close(super::super::testing::at(10_000), Duration::ZERO, 1), None);
+        assert_eq!(
+            g.window
+                .close(super::super::testing::at(10_000), Duration::ZERO, 1),
+            None
+        );
     }
 
     #[test]
     fn app_limited_windows_do_not_grow_it() {
-        let mut g = Gradient::builder().slow_start(false).initial_limit(20).build().unwrap();
+        let mut g = Gradient::builder()
+            .slow_start(false)
+            .initial_limit(20)
+            .build()
+            .unwrap();
         window(&mut g, 0, 100, 64);
         for k in 1..10 {
             window(&mut g, k * 2_000, 100, 5);
@@ -418,7 +444,11 @@ mod tests {
 
     #[test]
     fn probe_dips_and_remeasures() {
-        let mut g = Gradient::builder().slow_start(false).initial_limit(12).build().unwrap();
+        let mut g = Gradient::builder()
+            .slow_start(false)
+            .initial_limit(12)
+            .build()
+            .unwrap();
         window(&mut g, 0, 100, 64);
         // The server became slower for everyone: 150 ms even at low load.
         let mut t = 2_000;
@@ -441,9 +471,14 @@ mod tests {
     #[test]
     fn a_probe_far_above_capacity_goes_deeper_before_believing_it() {
         // Capacity fell from 16 to 4 while the limit was 16.
-        let mut g = Gradient::builder().slow_start(false).initial_limit(16).build().unwrap();
+        let mut g = Gradient::builder()
+            .slow_start(false)
+            .initial_limit(16)
+            .build()
+            .unwrap();
         loaded_window(&mut g, 0, 16);
-        g.probe.start_if_due(super::super::testing::at(40_000), g.estimate(), 1);
+        g.probe
+            .start_if_due(super::super::testing::at(40_000), g.estimate(), 1);
         let mut t = 40_000;
         while g.probe.active().is_some() {
             loaded_window(&mut g, t, 4);
@@ -460,8 +495,14 @@ mod tests {
         assert_eq!(field(Gradient::builder().queue_size(-1.0)), "queue_size");
         assert_eq!(field(Gradient::builder().tolerance(0.9)), "tolerance");
         assert_eq!(field(Gradient::builder().backoff(1.0)), "backoff");
-        assert_eq!(field(Gradient::builder().window(Duration::ZERO, 0)), "window");
-        assert_eq!(field(Gradient::builder().probe_interval(Duration::ZERO)), "probe_interval");
+        assert_eq!(
+            field(Gradient::builder().window(Duration::ZERO, 0)),
+            "window"
+        );
+        assert_eq!(
+            field(Gradient::builder().probe_interval(Duration::ZERO)),
+            "probe_interval"
+        );
         assert_eq!(field(Gradient::builder().min_limit(0)), "min_limit");
     }
 }

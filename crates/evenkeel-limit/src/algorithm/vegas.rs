@@ -131,7 +131,10 @@ impl Algorithm for Vegas {
             return self.current();
         };
         if self.probe.active().is_some() {
-            if let Some(base) = self.probe.measured(now, w.min, self.base, TOLERANCE, self.min) {
+            if let Some(base) = self
+                .probe
+                .measured(now, w.min, self.base, TOLERANCE, self.min)
+            {
                 self.base = Some(base);
             }
             return self.current();
