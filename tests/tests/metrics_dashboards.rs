@@ -38,7 +38,6 @@ fn exported() -> Exported {
         .unwrap();
     metrics::with_local_recorder(&recorder, || {
         rt.block_on(async {
-            evenkeel_metrics::describe();
             let answer = service_fn(|req: Request<()>| async move {
                 let status = if req.uri().path() == "/limited" {
                     429

@@ -80,7 +80,6 @@ fn the_example_serves_the_layer_series_over_loopback() {
         .unwrap();
     let (ok, text) = metrics::with_local_recorder(&recorder, || {
         rt.block_on(async {
-            evenkeel_metrics::describe();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let server = tokio::spawn(example::serve_metrics(listener, handle));

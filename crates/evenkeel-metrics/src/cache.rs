@@ -162,8 +162,10 @@ impl Interner {
     /// The id of `value`, interning it when there is room.
     #[inline]
     pub(crate) fn id(&self, value: &str) -> u32 {
-        self.id_by(value, |v| Some(SharedString::from_shared(Arc::<str>::from(v))))
-            .unwrap_or(OTHER_ID)
+        self.id_by(value, |v| {
+            Some(SharedString::from_shared(Arc::<str>::from(v)))
+        })
+        .unwrap_or(OTHER_ID)
     }
 
     /// The id of the value `label` derives from `key`, interning it when
@@ -185,11 +187,7 @@ impl Interner {
 
     #[cold]
     #[inline(never)]
-    fn insert(
-        &self,
-        key: &str,
-        label: impl FnOnce(&str) -> Option<SharedString>,
-    ) -> Option<u32> {
+    fn insert(&self, key: &str, label: impl FnOnce(&str) -> Option<SharedString>) -> Option<u32> {
         let mut inner = self.inner.write();
         if let Some(&id) = inner.ids.get(key) {
             return Some(id);
@@ -237,7 +235,9 @@ mod tests {
         let mut parsed = 0;
         let mut host = |key: &str| {
             parsed += 1;
-            key.split(':').next().map(|h| SharedString::from_owned(h.to_owned()))
+            key.split(':')
+                .next()
+                .map(|h| SharedString::from_owned(h.to_owned()))
         };
         let a = interner.id_by("api.example.com:443", &mut host).unwrap();
         let b = interner.id_by("api.example.com:8443", &mut host).unwrap();

@@ -12,7 +12,8 @@ use crate::names::Naming;
 use crate::record::{Address, Instruments, RouteFn};
 use crate::service::Metrics;
 
-/// The default cap on distinct `server.address` values taken from requests.
+/// The default cap on distinct request authorities (`host:port`) labelled
+/// with their host.
 pub const DEFAULT_MAX_ADDRESSES: usize = 64;
 /// The default cap on distinct route values.
 pub const DEFAULT_MAX_ROUTES: usize = 256;
@@ -219,8 +220,9 @@ impl<C> MetricsBuilder<C> {
         self
     }
 
-    /// The most distinct `server.address` values taken from requests
-    /// (default [`DEFAULT_MAX_ADDRESSES`]); later hosts are `_OTHER`.
+    /// The most distinct request authorities (`host:port`, or `Host`
+    /// header values) whose host becomes `server.address` (default
+    /// [`DEFAULT_MAX_ADDRESSES`]); later ones are `_OTHER`.
     pub fn max_addresses(mut self, max: usize) -> Self {
         self.max_addresses = max;
         self

@@ -61,7 +61,6 @@
 //! let recorder = DebuggingRecorder::new();
 //! let snapshot = recorder.snapshotter();
 //! let _guard = metrics::set_default_local_recorder(&recorder);
-//! evenkeel_metrics::describe(); // units and help texts
 //!
 //! let api = service_fn(|_req: http::Request<()>| async {
 //!     Ok::<_, Infallible>(http::Response::builder().status(429).body(()).unwrap())
@@ -124,7 +123,7 @@
 //!   small set (values past [`MetricsBuilder::max_routes`] are `_OTHER`);
 //! - `server.address` is fixed ([`MetricsBuilder::server_address`]) or the
 //!   request's host, capped at [`MetricsBuilder::max_addresses`] distinct
-//!   hosts (then `_OTHER`);
+//!   authorities (then `_OTHER`);
 //! - limiter, quota-key and endpoint names come from your configuration and
 //!   must be a small fixed set; the listener labels the first
 //!   [`DEFAULT_MAX_NAMES`] and calls the rest `_OTHER`. Resources the server
@@ -138,9 +137,12 @@
 //! and allocates nothing; label values that come from requests (host,
 //! route) are interned without allocating. Responses without rate-limit
 //! headers cost one scan of their header names; responses with them are
-//! parsed by [`evenkeel_headers::rate_limits`]. Handles are resolved
-//! against the recorder current at first use: install the recorder before
-//! the first request. The README has the measured overhead.
+//! parsed by [`evenkeel_headers::rate_limits`]. The README has the
+//! measured overhead.
+//!
+//! Handles are resolved against the recorder current at first use, and the
+//! names are [described](describe) (units, help texts) to that recorder at
+//! the same moment: install the recorder before the first request.
 //!
 //! # Errors
 //!

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use evenkeel_core::Outcome;
@@ -63,6 +63,7 @@ pub struct MetricsListener {
 
 struct State {
     naming: Naming,
+    described: Once,
     names: Interner,
     retries: Map<(&'static str, bool), Counter>,
     retry_wait: Map<bool, Histogram>,
@@ -87,6 +88,7 @@ impl MetricsListener {
         MetricsListener {
             state: Arc::new(State {
                 naming,
+                described: Once::new(),
                 names: Interner::new(DEFAULT_MAX_NAMES),
                 retries: Map::default(),
                 retry_wait: Map::default(),
@@ -131,6 +133,8 @@ impl fmt::Debug for MetricsListener {
 impl Listener for MetricsListener {
     fn on_event(&self, event: &Event<'_>) {
         let s = &*self.state;
+        // Units and help texts go to the recorder the first event goes to.
+        s.described.call_once(|| s.naming.describe());
         match *event {
             Event::Retry {
                 outcome,

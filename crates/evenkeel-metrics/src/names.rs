@@ -4,7 +4,7 @@
 //! one complete set of them: [`Naming::OPEN_TELEMETRY`] (the default) or
 //! [`Naming::SHORT`], the short Prometheus names many dashboards already use.
 //! [`Naming::describe`] registers the unit and help text of each name with the
-//! installed recorder.
+//! installed recorder (layers and listeners call it on first use).
 //!
 //! Names are in the `metrics` facade's form (OpenTelemetry's dotted names).
 //! Exporters normalise them: metrics-exporter-prometheus with
@@ -431,7 +431,12 @@ impl Naming {
 
     /// Registers the unit and help text of every name with the current
     /// recorder (the thread's local recorder if one is set, else the global
-    /// one). Call it once after installing the recorder.
+    /// one).
+    ///
+    /// Layers and listeners do this themselves, with the recorder their
+    /// first handle goes to, so exporters that name by unit (the
+    /// `_seconds` of Prometheus) always see the units. Call it yourself to
+    /// have the help texts registered before anything is recorded.
     pub fn describe(&self) {
         for (name, kind, unit, help) in self.metrics() {
             match kind {
@@ -522,7 +527,8 @@ impl Default for Naming {
 }
 
 /// Registers units and help texts for the default names
-/// ([`Naming::OPEN_TELEMETRY`]) with the current recorder.
+/// ([`Naming::OPEN_TELEMETRY`]) with the current recorder; see
+/// [`Naming::describe`].
 pub fn describe() {
     Naming::OPEN_TELEMETRY.describe();
 }

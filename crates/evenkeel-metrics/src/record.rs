@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use evenkeel_core::clock;
 use evenkeel_headers::Quota;
@@ -102,6 +102,7 @@ pub(crate) struct Instruments {
     rate_limits: bool,
     calls: Map<CallKey, Arc<CallEntry>>,
     headroom: Map<(u32, u8), HeadroomGauges>,
+    described: Once,
 }
 
 impl Instruments {
@@ -135,6 +136,7 @@ impl Instruments {
             rate_limits,
             calls: Map::default(),
             headroom: Map::default(),
+            described: Once::new(),
         }
     }
 
@@ -198,8 +200,15 @@ impl Instruments {
         entry
     }
 
+    /// Registers units and help texts with the recorder the first handles
+    /// go to, so exporters that name by unit (`_seconds`) see them.
+    fn describe(&self) {
+        self.described.call_once(|| self.naming.describe());
+    }
+
     #[cold]
     fn entry(&self, key: CallKey) -> Arc<CallEntry> {
+        self.describe();
         let l = &self.naming.labels;
         let mut base = vec![label(l.method, labels::method_label(key.method))];
         if let (Some(k), Some(v)) = (l.server_address, self.address_label(key.address)) {
@@ -327,6 +336,7 @@ impl Instruments {
             self.headroom.with(
                 (address, slot as u8),
                 || {
+                    self.describe();
                     let l = &self.naming.labels;
                     let mut labels = vec![label(l.resource, resource)];
                     if let (Some(k), Some(v)) = (l.server_address, self.address_label(address)) {

@@ -49,7 +49,6 @@ fn a_success_is_timed_and_counted_with_otel_names_and_units() {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     run(&recorder, async {
-        evenkeel_metrics::describe();
         let mut svc = MetricsLayer::new().layer(answering(200, &[], Duration::from_millis(250)));
         let res = svc
             .ready()
@@ -101,7 +100,6 @@ fn a_429_with_rate_limit_headers_sets_headroom_gauges() {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     run(&recorder, async {
-        evenkeel_metrics::describe();
         let svc = MetricsLayer::new().layer(answering(429, HEADERS, Duration::from_millis(40)));
         let res = svc
             .oneshot(get("https://api.openai.com/v1/chat/completions"))
@@ -317,7 +315,6 @@ fn attempt_scope_uses_attempt_names_and_numbers() {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     run(&recorder, async {
-        evenkeel_metrics::describe();
         let layer = MetricsLayer::builder()
             .scope(Scope::Attempt)
             .build()
@@ -401,7 +398,6 @@ fn short_naming_reproduces_the_usual_prometheus_names() {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     run(&recorder, async {
-        Naming::SHORT.describe();
         let layer = MetricsLayer::builder()
             .naming(Naming::SHORT)
             .build()
@@ -561,4 +557,91 @@ fn builder_errors_name_the_field() {
     let err = MetricsLayer::builder().naming(naming).build().unwrap_err();
     assert_eq!(err.field(), "naming");
     assert!(err.to_string().contains("share a name"), "{err}");
+}
+
+/// Records what `describe` registers.
+#[derive(Default)]
+struct Descriptions(std::sync::Mutex<Vec<(String, &'static str, Option<Unit>)>>);
+
+impl metrics::Recorder for Descriptions {
+    fn describe_counter(&self, k: metrics::KeyName, u: Option<Unit>, _: metrics::SharedString) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((k.as_str().to_owned(), "counter", u));
+    }
+    fn describe_gauge(&self, k: metrics::KeyName, u: Option<Unit>, _: metrics::SharedString) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((k.as_str().to_owned(), "gauge", u));
+    }
+    fn describe_histogram(&self, k: metrics::KeyName, u: Option<Unit>, _: metrics::SharedString) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((k.as_str().to_owned(), "histogram", u));
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[test]
+fn describe_gives_every_name_a_kind_and_a_unit() {
+    let recorder = Descriptions::default();
+    metrics::with_local_recorder(&recorder, evenkeel_metrics::describe);
+    let described = recorder.0.into_inner().unwrap();
+    assert_eq!(described.len(), 19);
+    let seconds: Vec<&str> = described
+        .iter()
+        .filter(|(_, _, u)| *u == Some(Unit::Seconds))
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        seconds,
+        [
+            DURATION,
+            names::HTTP_CLIENT_ATTEMPT_DURATION,
+            names::RATE_LIMIT_RESET,
+            names::RETRY_WAIT,
+            names::QUOTA_WAIT,
+        ]
+    );
+    assert!(described.iter().all(|(_, _, u)| u.is_some()));
+    let kind = |name: &str| described.iter().find(|(n, _, _)| n == name).unwrap().1;
+    assert_eq!(kind(DURATION), "histogram");
+    assert_eq!(kind(REQUESTS), "counter");
+    assert_eq!(kind(ACTIVE), "gauge");
+    assert_eq!(kind(names::RATE_LIMIT_REMAINING), "gauge");
+    assert_eq!(kind(names::FAILOVERS), "counter");
+}
+
+#[test]
+fn the_first_handle_describes_the_names_to_its_recorder() {
+    let recorder = Descriptions::default();
+    run_with(&recorder, async {
+        let svc = MetricsLayer::new().layer(answering(200, &[], Duration::ZERO));
+        svc.oneshot(get("http://a.example/")).await.unwrap();
+    });
+    assert_eq!(recorder.0.into_inner().unwrap().len(), 19);
+}
+
+fn run_with<F: std::future::Future>(recorder: &dyn metrics::Recorder, future: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(recorder, || rt.block_on(future))
 }

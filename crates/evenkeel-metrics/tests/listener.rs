@@ -18,7 +18,6 @@ fn record(events: impl FnOnce(&Events)) -> Vec<common::Series> {
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        evenkeel_metrics::describe();
         events(&MetricsListener::new().events());
     });
     take(&snap)
@@ -278,7 +277,6 @@ fn describe_registers_a_unit_for_every_name() {
     let overloaded = Outcome::Overloaded(Signal::NONE);
     let tokens = Resource::Tokens;
     metrics::with_local_recorder(&recorder, || {
-        evenkeel_metrics::describe();
         let events = MetricsListener::new().events();
         events.emit(|| Event::Retry {
             attempt: 2,
