@@ -645,3 +645,38 @@ fn run_with<F: std::future::Future>(recorder: &dyn metrics::Recorder, future: F)
         .unwrap();
     metrics::with_local_recorder(recorder, || rt.block_on(future))
 }
+
+#[test]
+fn a_clone_starts_unready_and_the_readied_service_takes_the_call() {
+    run(&DebuggingRecorder::new(), async {
+        let (mock, mut handle) = tower_test::mock::pair::<Request<()>, Response<()>>();
+        let mut svc = MetricsLayer::new().layer(mock);
+        let mut task = tokio_test::task::spawn(());
+        handle.allow(1);
+        assert_ready_ok!(task.enter(|cx, _| svc.poll_ready(cx)));
+        let mut clone = svc.clone();
+        // The mock panics on a call to a service that was not readied.
+        let mut call = tokio_test::task::spawn(svc.call(get("http://a.example/")));
+        assert_pending!(call.poll());
+        assert_pending!(task.enter(|cx, _| clone.poll_ready(cx)));
+        let (_, respond) = handle.next_request().await.unwrap();
+        respond.send_response(Response::new(()));
+        assert_ready_ok!(call.poll());
+    });
+}
+
+#[test]
+fn layer_service_future_and_listener_are_send_sync_clone() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync_clone::<MetricsLayer>();
+    send_sync_clone::<evenkeel_metrics::MetricsListener>();
+    send_sync_clone::<
+        evenkeel_metrics::Metrics<
+            tower::util::BoxCloneSyncService<Request<()>, Response<()>, BoxError>,
+        >,
+    >();
+    let svc = MetricsLayer::new().layer(answering(200, &[], Duration::ZERO));
+    let future = svc.oneshot(get("http://a.example/"));
+    send(&future);
+}
