@@ -49,8 +49,11 @@ pub enum MethodArg {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 #[non_exhaustive]
 pub struct DiagnoseArgs {
-    /// The URL to check, http:// or https:// (e.g. https://api.anthropic.com/v1/models).
-    #[arg(value_name = "URL")]
+    /// The URL to check, `http://` or `https://`.
+    #[arg(
+        value_name = "URL",
+        help = "The URL to check, http:// or https:// (e.g. https://api.anthropic.com/v1/models)"
+    )]
     pub url: String,
 
     /// Also ask this DNS server over UDP and compare answers (repeatable).
@@ -208,7 +211,7 @@ pub async fn run_with(
     };
     if let Err(e) = written.and_then(|()| out.flush()) {
         let _ = writeln!(err, "error: cannot write the report: {e}");
-        return EXIT_FAILED.max(report.exit_code());
+        return EXIT_FAILED;
     }
     report.exit_code()
 }

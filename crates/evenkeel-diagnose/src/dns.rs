@@ -114,13 +114,13 @@ async fn lookup(host: &str, server: SocketAddr, limit: Duration) -> DnsOutcome {
                 if list.len() >= MAX_ADDRESSES {
                     break;
                 }
-                if let Some(ip) = record.data.ip_addr() {
-                    if !list.iter().any(|r| r.ip == ip) {
-                        list.push(Resolved {
-                            ip,
-                            ttl: Some(record.ttl),
-                        });
-                    }
+                if let Some(ip) = record.data.ip_addr()
+                    && !list.iter().any(|r| r.ip == ip)
+                {
+                    list.push(Resolved {
+                        ip,
+                        ttl: Some(record.ttl),
+                    });
                 }
             }
             if list.is_empty() {

@@ -60,46 +60,18 @@ where
     };
 
     let io = TokioIo::new(io);
-    let started = evenkeel_core::clock::now();
-    let sent = if h2 {
-        let handshake = http2::Builder::new(TokioExecutor::new())
-            .max_header_list_size(MAX_HEADER_LIST)
-            .handshake::<_, Empty<Bytes>>(io);
-        match timeout(limit, handshake).await {
-            Err(_) => Err(Outcome::Timeout),
-            Ok(Err(e)) => Err(Outcome::Error(e)),
-            Ok(Ok((mut sender, conn))) => {
-                let _driver = Driver(tokio::spawn(async move {
-                    let _ = conn.await;
-                }));
-                match timeout(limit, sender.send_request(request)).await {
-                    Err(_) => Err(Outcome::Timeout),
-                    Ok(Err(e)) => Err(Outcome::Error(e)),
-                    Ok(Ok(response)) => {
-                        let latency = started.elapsed();
-                        Ok(read(&mut report, response, latency, limit, inner).await)
-                    }
-                }
-            }
-        }
-    } else {
-        let handshake = http1::Builder::new()
-            .max_buf_size(MAX_HEAD_BYTES)
-            .handshake::<_, Empty<Bytes>>(io);
-        match timeout(limit, handshake).await {
-            Err(_) => Err(Outcome::Timeout),
-            Ok(Err(e)) => Err(Outcome::Error(e)),
-            Ok(Ok((mut sender, conn))) => {
-                let _driver = Driver(tokio::spawn(async move {
-                    let _ = conn.await;
-                }));
-                match timeout(limit, sender.send_request(request)).await {
-                    Err(_) => Err(Outcome::Timeout),
-                    Ok(Err(e)) => Err(Outcome::Error(e)),
-                    Ok(Ok(response)) => {
-                        let latency = started.elapsed();
-                        Ok(read(&mut report, response, latency, limit, inner).await)
-                    }
+    let sent = match timeout(limit, Sender::handshake(io, h2)).await {
+        Err(_) => Err(Outcome::Timeout),
+        Ok(Err(e)) => Err(Outcome::Error(e)),
+        Ok(Ok((mut sender, _driver))) => {
+            let started = evenkeel_core::clock::now();
+            match timeout(limit, sender.send(request)).await {
+                Err(_) => Err(Outcome::Timeout),
+                Ok(Err(e)) => Err(Outcome::Error(e)),
+                Ok(Ok(response)) => {
+                    let latency = started.elapsed();
+                    read(&mut report, response, latency, limit, inner).await;
+                    Ok(())
                 }
             }
         }
@@ -126,6 +98,51 @@ where
                 format!("the HTTP exchange failed: {detail}"),
                 "the connection was closed or the answer was malformed (oversized headers?): a proxy or load balancer may be cutting it; compare with curl -v",
             )
+        }
+    }
+}
+
+/// One connection's request sender, either protocol.
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(http2::SendRequest<Empty<Bytes>>),
+}
+
+impl Sender {
+    /// Handshakes and spawns the connection task, aborted when the returned
+    /// [`Driver`] drops.
+    async fn handshake<IO>(io: TokioIo<IO>, h2: bool) -> Result<(Self, Driver), hyper::Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(MAX_HEADER_LIST)
+                .handshake(io)
+                .await?;
+            let driver = Driver(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            Ok((Self::H2(sender), driver))
+        } else {
+            let (sender, conn) = http1::Builder::new()
+                .max_buf_size(MAX_HEAD_BYTES)
+                .handshake(io)
+                .await?;
+            let driver = Driver(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            Ok((Self::H1(sender), driver))
+        }
+    }
+
+    async fn send(
+        &mut self,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Self::H1(sender) => sender.send_request(request).await,
+            Self::H2(sender) => sender.send_request(request).await,
         }
     }
 }

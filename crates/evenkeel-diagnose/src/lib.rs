@@ -39,8 +39,9 @@
 //! use evenkeel_diagnose::{Diagnose, Layer};
 //!
 //! # async fn check() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = std::env::var("ANTHROPIC_API_KEY")?;
 //! let report = Diagnose::builder("https://api.anthropic.com/v1/models")
-//!     .header_line("x-api-key: sk-ant-…")
+//!     .header_line(format!("x-api-key: {key}"))
 //!     .header_line("anthropic-version: 2023-06-01")
 //!     .resolver_str("1.1.1.1")
 //!     .resolver_str("8.8.8.8")

@@ -145,12 +145,16 @@ pub(crate) async fn connect(
             Some(TcpOutcome::Error(e)) => (Cause::ProxyUnreachable, format!("failed: {e}")),
             _ => (Cause::ProxyUnreachable, "failed".to_owned()),
         };
-        let summary = format!(
-            "the proxy {} ({}:{}) {what}",
-            report.url,
-            list(&addresses),
-            proxy.port
-        );
+        let summary = if addresses.len() == 1 && addresses[0].to_string() == proxy.host {
+            format!("the proxy {} {what}", report.url)
+        } else {
+            format!(
+                "the proxy {} ({}, port {}) {what}",
+                report.url,
+                list(&addresses),
+                proxy.port
+            )
+        };
         return fail(
             report,
             tcp_report,

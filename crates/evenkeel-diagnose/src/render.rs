@@ -608,10 +608,10 @@ fn draw(r: &Report) -> String {
             line.push_str(&format!(" [{}]", q.dialect));
             detail(&mut out, &line);
         }
-        if let Some(excerpt) = &h.body_excerpt {
-            if h.status_code.is_some_and(|c| c >= 400) {
-                detail(&mut out, &format!("body: {excerpt}"));
-            }
+        if let Some(excerpt) = &h.body_excerpt
+            && h.status_code.is_some_and(|c| c >= 400)
+        {
+            detail(&mut out, &format!("body: {excerpt}"));
         }
     }
 

@@ -112,10 +112,10 @@ fn verdict(report: &Report, target: &Target) -> Verdict {
             finding.summary,
             finding.fix
         );
-        if let Some((wl, _, Some(wf))) = warning {
-            if wl < layer {
-                text.push_str(&format!(" Note, {}: {}.", wl.title(), wf.summary));
-            }
+        if let Some((wl, _, Some(wf))) = warning
+            && wl < layer
+        {
+            text.push_str(&format!(" Note, {}: {}.", wl.title(), wf.summary));
         }
         return Verdict {
             status: Status::Fail,

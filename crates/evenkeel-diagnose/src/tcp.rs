@@ -64,11 +64,11 @@ pub(crate) async fn check(
     };
     let mut used = None;
     for (attempt, stream) in attempts {
-        if used.is_none() {
-            if let Some(stream) = stream {
-                report.used = Some(attempt.addr);
-                used = Some(stream);
-            }
+        if used.is_none()
+            && let Some(stream) = stream
+        {
+            report.used = Some(attempt.addr);
+            used = Some(stream);
         }
         report.attempts.push(attempt);
     }

@@ -180,10 +180,10 @@ pub(crate) async fn check(
             report.cipher = conn
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()));
-            if report.chain.is_empty() {
-                if let Some(certs) = conn.peer_certificates() {
-                    report.chain = read_chain(certs, now);
-                }
+            if report.chain.is_empty()
+                && let Some(certs) = conn.peer_certificates()
+            {
+                report.chain = read_chain(certs, now);
             }
             report.status = Status::Pass;
             if let Some(soon) = report
