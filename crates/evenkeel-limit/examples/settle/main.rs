@@ -70,6 +70,8 @@ fn main() {
         );
     }
 
+    println!("(AIMD is loss-based: it settles just under the 503 wall at 16, by design.)");
+
     let limited = Scenario::rate_limited();
     let limited_runs = all(&limited);
     println!("\nthe same server with a rate limit of 20/s answered 429:");
