@@ -29,10 +29,18 @@ fn assert_latency_based_settles(name: &str, run: &Run) {
     let p99 = run.latency_quantile(settled, 120.0, 0.99);
     let base = BASE_LATENCY.as_secs_f64();
     assert!(p99 < 1.5 * base, "{name}: p99 {p99:.3} s");
-    assert_eq!(run.share(settled, 120.0, 503), 0.0, "{name}: 503s after settling");
+    assert_eq!(
+        run.share(settled, 120.0, 503),
+        0.0,
+        "{name}: 503s after settling"
+    );
     // And it is not settling by starving the server: capacity 8 at 100 ms
     // is 80 requests a second.
-    assert!(run.goodput(30.0, 120.0) > 75.0, "{name}: {}", run.goodput(30.0, 120.0));
+    assert!(
+        run.goodput(30.0, 120.0) > 75.0,
+        "{name}: {}",
+        run.goodput(30.0, 120.0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -51,7 +59,11 @@ async fn aimd_keeps_server_rejections_under_two_percent() {
     let rejected = run.share(30.0, 120.0, 503);
     assert!(rejected < 0.02, "503s: {:.2} %", rejected * 100.0);
     // Loss-based: it sits just under the server's hard limit of 16.
-    assert!(run.max_limit(30.0, 120.0) <= 17, "{}", run.max_limit(30.0, 120.0));
+    assert!(
+        run.max_limit(30.0, 120.0) <= 17,
+        "{}",
+        run.max_limit(30.0, 120.0)
+    );
     assert!(run.goodput(30.0, 120.0) > 75.0);
 }
 
@@ -60,8 +72,14 @@ async fn aimd_keeps_server_rejections_under_two_percent() {
 async fn assert_falls_under_a_rate_limit<A: Algorithm>(name: &str, make: impl Fn() -> A) {
     let free = scenario::run(&Scenario::knee(), make()).await;
     let limited = scenario::run(&Scenario::rate_limited(), make()).await;
-    let (before, after) = (free.mean_limit(30.0, 120.0), limited.mean_limit(30.0, 120.0));
-    assert!(after <= 4.0, "{name}: mean limit {after:.1} under the rate limit");
+    let (before, after) = (
+        free.mean_limit(30.0, 120.0),
+        limited.mean_limit(30.0, 120.0),
+    );
+    assert!(
+        after <= 4.0,
+        "{name}: mean limit {after:.1} under the rate limit"
+    );
     assert!(after < before / 2.0, "{name}: {after:.1} vs {before:.1}");
     assert!(
         limited.max_limit(30.0, 120.0) < free.max_limit(30.0, 120.0),
@@ -83,7 +101,11 @@ async fn every_limit_falls_under_a_rate_limit() {
 /// both ways within 30 s.
 async fn assert_follows_capacity<A: Algorithm>(name: &str, algorithm: A) {
     let run = scenario::run(&Scenario::capacity_step(), algorithm).await;
-    for (from, until, low, high) in [(0.0, 60.0, 12, 28), (60.0, 120.0, 3, 7), (120.0, 180.0, 12, 28)] {
+    for (from, until, low, high) in [
+        (0.0, 60.0, 12, 28),
+        (60.0, 120.0, 3, 7),
+        (120.0, 180.0, 12, 28),
+    ] {
         let settled = run
             .settled(from, until, low, high)
             .unwrap_or_else(|| panic!("{name} never settled in [{low}, {high}] after {from} s"));
