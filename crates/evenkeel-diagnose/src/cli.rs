@@ -33,11 +33,11 @@ use crate::report::{EXIT_FAILED, EXIT_USAGE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum MethodArg {
-    /// `GET` (reads and bounds the body).
+    /// GET: reads the body, up to a bound.
     #[default]
     #[value(name = "GET", alias = "get")]
     Get,
-    /// `HEAD` (no body).
+    /// HEAD: no body.
     #[value(name = "HEAD", alias = "head")]
     Head,
 }

@@ -259,6 +259,24 @@ mod tests {
         assert_eq!(mask_credentials("http://token@proxy"), "http://token@proxy");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_proxy_never_panics(list in ".{0,60}", host in ".{0,30}") {
+            let _ = no_proxy_match(&list, &host);
+            let _ = mask_credentials(&list);
+        }
+
+        #[test]
+        fn passwords_are_never_shown(
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9]{6,16}",
+            host in "[a-z]{1,8}(\\.[a-z]{2,3})?",
+        ) {
+            let masked = mask_credentials(&format!("http://{user}:{password}@{host}:3128/"));
+            proptest::prop_assert!(!masked.contains(&password), "{}", masked);
+        }
+    }
+
     #[test]
     fn env_map_reads_back() {
         let env: EnvMap = [("A", "1")].into_iter().collect();

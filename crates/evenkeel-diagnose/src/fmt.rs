@@ -158,6 +158,26 @@ mod tests {
         assert_eq!(wait(Duration::MAX), format!("{} days", u64::MAX / 86400));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn printable_has_no_control_characters(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            max in 0usize..100,
+        ) {
+            let text = printable(&bytes, max);
+            proptest::prop_assert!(!text.chars().any(char::is_control));
+            proptest::prop_assert!(text.chars().count() <= max.saturating_mul(10) + 1);
+        }
+
+        #[test]
+        fn any_time_formats(secs in proptest::num::i64::ANY) {
+            let t = from_unix_secs(secs);
+            let text = rfc3339(t);
+            proptest::prop_assert!(text.ends_with('Z'));
+            let _ = date(t);
+        }
+    }
+
     #[test]
     fn printable_escapes() {
         assert_eq!(printable(b"a\nb\x07c", 10), "a\\nb\\u{7}c");

@@ -247,13 +247,16 @@ async fn read(
         };
     }
     report.should_retry = should_retry(headers);
+    report.location = headers
+        .get(http::header::LOCATION)
+        .map(|v| printable(v.as_bytes(), 300));
 
     if inner.method == http::Method::HEAD {
         return;
     }
     let mut body = response.into_body();
     let mut excerpt: Vec<u8> = Vec::new();
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = evenkeel_core::clock::now() + limit;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) | Ok(None) | Ok(Some(Err(_))) => break,

@@ -796,6 +796,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(input in ".{0,80}") {
+            let _ = Target::parse(&input);
+            let _ = ProxyUrl::parse(&input);
+            let _ = parse_resolver(&input);
+            let _ = parse_override(&input);
+            let _ = parse_header_line(&input);
+            let _ = percent_decode(&input);
+        }
+
+        #[test]
+        fn url_shaped_input_never_panics(
+            scheme in "(https?|ftp|)",
+            host in "[a-zA-Z0-9.:\\[\\]%_-]{0,30}",
+            port in proptest::option::of(0u32..70_000),
+            path in "[ -~]{0,20}",
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let url = format!("{scheme}://{host}{port}{path}");
+            if let Ok(t) = Target::parse(&url) {
+                proptest::prop_assert!(t.port > 0);
+                proptest::prop_assert!(!t.host.is_empty());
+                proptest::prop_assert!(t.path_and_query.starts_with('/') || t.path_and_query.starts_with('?') || t.path_and_query.starts_with('*'));
+            }
+            let _ = ProxyUrl::parse(&url);
+        }
+    }
+
     #[test]
     fn api_keys_are_sensitive_and_hidden() {
         let d = Diagnose::builder("https://example.com")

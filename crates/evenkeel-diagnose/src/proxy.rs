@@ -376,6 +376,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_reply_head_parses_or_is_refused(head in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Some((code, reason)) = parse_status(&head) {
+                proptest::prop_assert!((100..=999).contains(&code));
+                proptest::prop_assert!(!reason.chars().any(char::is_control));
+            }
+        }
+    }
+
     #[test]
     fn status_lines() {
         assert_eq!(

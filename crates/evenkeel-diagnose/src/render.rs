@@ -266,6 +266,7 @@ fn http_json(r: &Report) -> Value {
         "retry_after_s": h.retry_after.map(secs),
         "retry_after_header": h.retry_after_header,
         "should_retry": h.should_retry,
+        "location": h.location,
         "quotas": quotas,
     })
 }
@@ -586,6 +587,9 @@ fn draw(r: &Report) -> String {
                     wait(delay)
                 ),
             );
+        }
+        if let Some(location) = &h.location {
+            detail(&mut out, &format!("location: {location}"));
         }
         if let Some(should) = h.should_retry {
             detail(&mut out, &format!("x-should-retry: {should}"));

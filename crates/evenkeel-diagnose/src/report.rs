@@ -567,6 +567,8 @@ pub struct HttpReport {
     pub retry_after_header: Option<&'static str>,
     /// The server's `x-should-retry` verdict.
     pub should_retry: Option<bool>,
+    /// Where a redirect points (`Location`), control characters escaped.
+    pub location: Option<String>,
 }
 
 /// The conclusion: the first failing layer and what to do, or that all is

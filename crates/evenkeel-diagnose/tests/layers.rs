@@ -468,6 +468,34 @@ async fn a_401_names_the_credentials() {
     assert_eq!(report.http.body_bytes, 0);
 }
 
+#[tokio::test]
+async fn a_redirect_passes_and_says_where_it_points() {
+    let addr = http_server(Arc::new(|_req: &Request<Incoming>| {
+        Response::builder()
+            .status(StatusCode::MOVED_PERMANENTLY)
+            .header(
+                "location",
+                http::HeaderValue::from_bytes(b"https://docs.example.test/\xff").unwrap(),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }))
+    .await;
+    let report = diagnose(&format!("http://{addr}/"))
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert!(report.ok(), "{}", show(&report));
+    assert_eq!(report.http.status_code, Some(301));
+    // Bytes that are not UTF-8 are replaced, not printed raw.
+    assert_eq!(
+        report.http.location.as_deref(),
+        Some("https://docs.example.test/\u{fffd}")
+    );
+    assert!(show(&report).contains("location: https://docs.example.test/"));
+}
+
 // ---------------------------------------------------------------- DNS ---
 
 #[tokio::test]
