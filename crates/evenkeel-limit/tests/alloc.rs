@@ -52,7 +52,10 @@ fn no_allocation_per_call() {
     let baseline = calls(&mut bare, 1000);
     let mut fixed = LimitLayer::fixed(8).build().unwrap().layer(Instant200);
     let aimd = Aimd::builder().min_limit(1).build().unwrap();
-    let mut aimd = LimitLayer::adaptive(aimd).build().unwrap().layer(Instant200);
+    let mut aimd = LimitLayer::adaptive(aimd)
+        .build()
+        .unwrap()
+        .layer(Instant200);
     let mut gradient = LimitLayer::adaptive(Gradient::default())
         .build()
         .unwrap()
