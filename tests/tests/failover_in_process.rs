@@ -75,7 +75,10 @@ async fn a_429_with_retry_after_moves_traffic_to_the_backup_until_it_ends() {
     }
     // One 429, on the first request; the primary was not asked again
     // until its wait was over.
-    assert_eq!(primary.stats().status_count(StatusCode::TOO_MANY_REQUESTS), 1);
+    assert_eq!(
+        primary.stats().status_count(StatusCode::TOO_MANY_REQUESTS),
+        1
+    );
     assert_eq!(handle.failovers(), 1);
     assert_eq!(handle.failbacks(), 1);
     assert_eq!(handle.ejections(), 0, "a 429 is not a failure");

@@ -45,7 +45,11 @@ async fn sim(latency: Duration, faults: Faults) -> SimServer {
         .unwrap()
 }
 
-fn endpoint(name: &'static str, server: &SimServer, client: &HttpClient) -> Endpoint<BaseUrl<HttpClient>> {
+fn endpoint(
+    name: &'static str,
+    server: &SimServer,
+    client: &HttpClient,
+) -> Endpoint<BaseUrl<HttpClient>> {
     let base = BaseUrlLayer::new(&server.url()).unwrap();
     Endpoint::new(name, base.layer(client.clone()))
 }
@@ -105,7 +109,10 @@ async fn a_primary_that_is_down_from_the_start_is_tried_once_per_ejection() {
 
     // The first request meets the refused connection and moves to the
     // backup at once; the primary is ejected.
-    assert_eq!(send(&lb, request(http::Method::POST, "r0")).await.unwrap(), 200);
+    assert_eq!(
+        send(&lb, request(http::Method::POST, "r0")).await.unwrap(),
+        200
+    );
     assert_eq!(handle.failovers(), 1);
     let ejected = handle.endpoint("primary").unwrap();
     assert_eq!(ejected.state, EndpointState::Ejected);
@@ -118,7 +125,10 @@ async fn a_primary_that_is_down_from_the_start_is_tried_once_per_ejection() {
         let started = Instant::now();
         let before = handle.failovers();
         let id = format!("r{sent}");
-        assert_eq!(send(&lb, request(http::Method::POST, &id)).await.unwrap(), 200);
+        assert_eq!(
+            send(&lb, request(http::Method::POST, &id)).await.unwrap(),
+            200
+        );
         sent += 1;
         let tried_primary = handle.failovers() > before;
         if Instant::now() < until {
@@ -310,7 +320,10 @@ async fn a_post_that_may_have_been_processed_is_not_replayed() {
     assert_eq!(lb.handle().failovers(), 0);
 
     // The same failure on a GET moves it to the backup.
-    assert_eq!(send(&lb, request(http::Method::GET, "g0")).await.unwrap(), 200);
+    assert_eq!(
+        send(&lb, request(http::Method::GET, "g0")).await.unwrap(),
+        200
+    );
     assert_eq!(served_by("g0", &primary, &backup), "backup");
     assert_eq!(primary.stats().resets(), 4);
 }

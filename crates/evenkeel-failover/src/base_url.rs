@@ -62,7 +62,9 @@ impl BaseUrlLayer {
                 "must be absolute, with a scheme and a host",
             ));
         };
-        let path = parts.path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = parts
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         if path.query().is_some() {
             return Err(ConfigError::new("base_url", "must not have a query"));
         }
@@ -210,13 +212,37 @@ mod tests {
     #[test]
     fn joins_the_base_path_and_keeps_the_query() {
         let cases = [
-            ("https://api.example.com", "/v1/messages", "https://api.example.com/v1/messages"),
-            ("https://api.example.com/", "/v1/messages?a=1", "https://api.example.com/v1/messages?a=1"),
-            ("http://proxy:3128/anthropic", "/v1/messages?a=1&b", "http://proxy:3128/anthropic/v1/messages?a=1&b"),
-            ("http://proxy:3128/anthropic/", "/v1", "http://proxy:3128/anthropic/v1"),
-            ("http://proxy:3128/anthropic", "/", "http://proxy:3128/anthropic/"),
+            (
+                "https://api.example.com",
+                "/v1/messages",
+                "https://api.example.com/v1/messages",
+            ),
+            (
+                "https://api.example.com/",
+                "/v1/messages?a=1",
+                "https://api.example.com/v1/messages?a=1",
+            ),
+            (
+                "http://proxy:3128/anthropic",
+                "/v1/messages?a=1&b",
+                "http://proxy:3128/anthropic/v1/messages?a=1&b",
+            ),
+            (
+                "http://proxy:3128/anthropic/",
+                "/v1",
+                "http://proxy:3128/anthropic/v1",
+            ),
+            (
+                "http://proxy:3128/anthropic",
+                "/",
+                "http://proxy:3128/anthropic/",
+            ),
             // An absolute request URI keeps only its path and query.
-            ("https://eu.example.com/api", "http://us.example.com/v1/x?q", "https://eu.example.com/api/v1/x?q"),
+            (
+                "https://eu.example.com/api",
+                "http://us.example.com/v1/x?q",
+                "https://eu.example.com/api/v1/x?q",
+            ),
             ("http://[::1]:8080", "/health", "http://[::1]:8080/health"),
         ];
         for (base, uri, expected) in cases {
@@ -234,7 +260,12 @@ mod tests {
 
     #[test]
     fn refuses_bases_that_cannot_work() {
-        for bad in ["/relative", "example.com", "https://example.com/a?q=1", "not a url"] {
+        for bad in [
+            "/relative",
+            "example.com",
+            "https://example.com/a?q=1",
+            "not a url",
+        ] {
             let err = BaseUrlLayer::new(bad).unwrap_err();
             assert_eq!(err.field(), "base_url", "{bad}");
         }

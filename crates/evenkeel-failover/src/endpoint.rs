@@ -84,11 +84,6 @@ impl<S> Endpoint<S> {
         &self.name
     }
 
-    /// The endpoint's tier.
-    pub fn get_tier(&self) -> u32 {
-        self.tier
-    }
-
     /// The endpoint's service.
     pub fn service(&self) -> &S {
         &self.service

@@ -16,8 +16,8 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use evenkeel_core::{BoxError, ConfigError};
 use evenkeel_core::error::{Overloaded, QuotaExhausted};
+pub use evenkeel_core::{BoxError, ConfigError};
 use evenkeel_headers::Resource;
 use tokio::time::Instant;
 
@@ -30,9 +30,9 @@ use tokio::time::Instant;
 ///
 /// When endpoints are cooling down, [`until`](Self::until) says when the
 /// first comes back and the error's source is a
-/// [`QuotaExhausted`](evenkeel_core::error::QuotaExhausted) with that
+/// [`evenkeel_core::error::QuotaExhausted`] with that
 /// instant, so classifiers see a local quota wait; otherwise the source is
-/// an [`Overloaded`](evenkeel_core::error::Overloaded), a local rejection.
+/// an [`evenkeel_core::error::Overloaded`], a local rejection.
 #[derive(Debug, Clone)]
 pub struct NoEndpointAvailable {
     until: Option<Instant>,
@@ -95,7 +95,7 @@ impl std::error::Error for NoEndpointAvailable {
 /// The endpoint's active health check reports it unhealthy, so the request
 /// was not sent. Returned by [`HealthChecked`](crate::HealthChecked).
 ///
-/// Its source is an [`Overloaded`](evenkeel_core::error::Overloaded), so
+/// Its source is an [`evenkeel_core::error::Overloaded`], so
 /// evenkeel's classifier treats it as a local rejection: never sent, not
 /// held against the endpoint.
 #[derive(Debug, Clone, Default)]

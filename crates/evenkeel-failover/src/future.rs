@@ -143,10 +143,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let (outcome, result): (Outcome, Self::Output) = match this.state.as_mut().project()
-            {
+            let (outcome, result): (Outcome, Self::Output) = match this.state.as_mut().project() {
                 StateProj::Rejected { error } => {
-                    let error = error.take().expect("ResponseFuture polled after completion");
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     this.state.set(State::Done);
                     return Poll::Ready(Err(error.into()));
                 }
@@ -156,11 +157,7 @@ where
                         if outcome.is_success() {
                             // The path every healthy request takes.
                             if let Some(guard) = this.guard.take() {
-                                this.registry.record(
-                                    guard.meta(),
-                                    &outcome,
-                                    this.registry.now(),
-                                );
+                                this.registry.record_success(guard.meta());
                             }
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
@@ -258,7 +255,11 @@ fn next_endpoint<S: Clone, B>(
     if !fails_over(outcome) || !may_resend(outcome, &parts.method, &parts.headers) {
         return None;
     }
-    if registry.config.max_attempts.is_some_and(|max| attempts >= max) {
+    if registry
+        .config
+        .max_attempts
+        .is_some_and(|max| attempts >= max)
+    {
         return None;
     }
     if parts

@@ -157,10 +157,10 @@ impl<S> FailoverHandle<S> {
                 Some(Err(error)) => return Err(error.into()),
                 Some(Ok(Change::Insert(key, endpoint))) => {
                     let name = Arc::clone(&endpoint.name);
-                    if let Some(old) = names.insert(key, Arc::clone(&name)) {
-                        if old != name {
-                            self.registry.remove(&old);
-                        }
+                    if let Some(old) = names.insert(key, Arc::clone(&name))
+                        && old != name
+                    {
+                        self.registry.remove(&old);
                     }
                     self.registry.insert(endpoint);
                 }

@@ -82,8 +82,11 @@
 //! // One HTTP client, shared by both endpoints.
 //! let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
 //!
-//! // The primary API, watched by an active health check.
-//! let health = HealthCheck::builder(Probe::http(HttpProbe::new("http://api.internal:8080/healthz")?)?)
+//! // The primary API, watched by an active health check: a GET of its
+//! // health endpoint every 2 s, sent through a client of its own.
+//! let probe_client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let probe = HttpProbe::new("http://api.internal:8080/healthz")?;
+//! let health = HealthCheck::builder(Probe::service(probe_client, probe))
 //!     .interval(Duration::from_secs(2))
 //!     .spawn()?;
 //! let primary = Endpoint::new("api", BaseUrlLayer::new("http://api.internal:8080")?.layer(client.clone()))
@@ -151,8 +154,9 @@ mod service;
 
 pub use base_url::{BaseUrl, BaseUrlLayer};
 pub use builder::{
-    DEFAULT_BASE_EJECTION, DEFAULT_CONNECT_FAILURES, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_COOLDOWN_THRESHOLD,
-    DEFAULT_EJECTION_JITTER, DEFAULT_MAX_EJECTION, FailoverBuilder, Selection,
+    DEFAULT_BASE_EJECTION, DEFAULT_CONNECT_FAILURES, DEFAULT_CONSECUTIVE_FAILURES,
+    DEFAULT_COOLDOWN_THRESHOLD, DEFAULT_EJECTION_JITTER, DEFAULT_MAX_EJECTION, FailoverBuilder,
+    Selection,
 };
 pub use endpoint::{Endpoint, EndpointStatus};
 pub use evenkeel_core::event::{EndpointState, Event};

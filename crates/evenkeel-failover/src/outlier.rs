@@ -73,9 +73,9 @@ impl<S> Registry<S> {
                 return Status::Down;
             }
             // The ejection is over: it expired, or passing probes ended it.
-            let _ = m
-                .ejected_until
-                .compare_exchange(ejected, 0, Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                m.ejected_until
+                    .compare_exchange(ejected, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         if m.health.as_ref().is_some_and(|h| !h.is_healthy()) {
             self.report(m, EndpointState::Ejected, now);
@@ -139,17 +139,29 @@ impl<S> Registry<S> {
         }
     }
 
+    /// Records a success: the path every healthy request takes, so the
+    /// clock is read only when the success-rate window needs it.
+    pub(crate) fn record_success(&self, m: &Meta) {
+        if m.consecutive.load(Ordering::Relaxed) != 0 {
+            m.consecutive.store(0, Ordering::Relaxed);
+            m.connect_consecutive.store(0, Ordering::Relaxed);
+        }
+        if self.config.success_rate.is_some() {
+            self.count(m, true, self.now());
+        }
+    }
+
     /// Records an attempt's outcome against its endpoint.
     pub(crate) fn record(&self, m: &Meta, outcome: &Outcome, now: u64) {
-        if let Outcome::RateLimited(_) | Outcome::Overloaded(_) = outcome {
-            if let Some(wait) = outcome.server_wait().filter(|w| !w.is_zero()) {
-                let until = now.saturating_add(nanos(wait));
-                m.cooling_until.fetch_max(until, Ordering::Relaxed);
-                if nanos(wait) > self.config.threshold_ticks
-                    && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
-                {
-                    self.report(m, EndpointState::CoolingDown, now);
-                }
+        if let Outcome::RateLimited(_) | Outcome::Overloaded(_) = outcome
+            && let Some(wait) = outcome.server_wait().filter(|w| !w.is_zero())
+        {
+            let until = now.saturating_add(nanos(wait));
+            m.cooling_until.fetch_max(until, Ordering::Relaxed);
+            if nanos(wait) > self.config.threshold_ticks
+                && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
+            {
+                self.report(m, EndpointState::CoolingDown, now);
             }
         }
         if outcome.is_endpoint_failure() {
@@ -180,7 +192,8 @@ impl<S> Registry<S> {
             } else {
                 self.config.success_rate.and_then(|sr| {
                     let total = ok + failed;
-                    (total >= u64::from(sr.min_requests) && (ok as f64) < sr.min_rate * total as f64)
+                    (total >= u64::from(sr.min_requests)
+                        && (ok as f64) < sr.min_rate * total as f64)
                         .then_some(Cause::SuccessRate)
                 })
             };
@@ -234,7 +247,9 @@ impl<S> Registry<S> {
             return false;
         }
         let others_up = self.snapshot().iter().any(|e| {
-            e.meta.id != m.id && !e.meta.draining.load(Ordering::Acquire) && !Self::is_down(&e.meta, now)
+            e.meta.id != m.id
+                && !e.meta.draining.load(Ordering::Acquire)
+                && !Self::is_down(&e.meta, now)
         });
         if !others_up {
             #[cfg(feature = "tracing")]

@@ -78,7 +78,9 @@ impl<S> Registry<S> {
     #[inline]
     pub(crate) fn ticks(&self, instant: Instant) -> u64 {
         let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX - 1).saturating_add(1)
+        u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
     /// The instant `ticks` stands for.
@@ -121,8 +123,8 @@ impl<S> Registry<S> {
     }
 
     fn edit<R>(&self, f: impl FnOnce(&mut Vec<Arc<Entry<S>>>) -> R) -> R {
-        // Writers are serialised by the eject lock's sibling: the write lock
-        // is taken for the copy and the swap together.
+        // The write lock is held for the copy and the swap together, so
+        // concurrent edits cannot lose one another.
         let mut guard = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let mut entries: Vec<_> = guard.iter().cloned().collect();
         let result = f(&mut entries);

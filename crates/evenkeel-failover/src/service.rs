@@ -172,7 +172,10 @@ impl<S, C: fmt::Debug> fmt::Debug for Failover<S, C> {
         f.debug_struct("Failover")
             .field("endpoints", &names)
             .field("classifier", &self.classifier)
-            .field("ready", &self.ready.map(|i| &*self.local[i].entry.meta.name))
+            .field(
+                "ready",
+                &self.ready.map(|i| &*self.local[i].entry.meta.name),
+            )
             .finish_non_exhaustive()
     }
 }

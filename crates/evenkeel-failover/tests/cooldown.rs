@@ -51,7 +51,10 @@ async fn a_429_with_a_wait_sends_traffic_to_the_backup_until_it_ends() {
         "state primary healthy",
         "failback primary",
     ] {
-        assert!(events.contains(&expected.to_owned()), "{expected}: {events:?}");
+        assert!(
+            events.contains(&expected.to_owned()),
+            "{expected}: {events:?}"
+        );
     }
 }
 
@@ -117,10 +120,7 @@ async fn when_every_endpoint_cools_down_the_call_fails_with_the_wait() {
     let none = err
         .downcast_ref::<NoEndpointAvailable>()
         .expect("a NoEndpointAvailable");
-    assert_eq!(
-        none.until(),
-        Some(Instant::now() + Duration::from_secs(30))
-    );
+    assert_eq!(none.until(), Some(Instant::now() + Duration::from_secs(30)));
     assert_eq!(none.retry_after(), Some(Duration::from_secs(30)));
     assert!(none.to_string().contains("cooling down"), "{none}");
     // A retry layer above sees a local quota wait: never sent, 30 s.

@@ -112,7 +112,12 @@ async fn jitter_lengthens_ejections_by_at_most_its_share() {
         .build()
         .unwrap();
     serve_n(&mut lb, 5).await;
-    let until = lb.handle().endpoint("primary").unwrap().ejected_until.unwrap();
+    let until = lb
+        .handle()
+        .endpoint("primary")
+        .unwrap()
+        .ejected_until
+        .unwrap();
     let length = until - Instant::now();
     assert!(length >= secs(30) && length <= secs(45), "{length:?}");
 }
@@ -268,9 +273,7 @@ async fn the_last_endpoint_up_is_never_ejected() {
 async fn a_certificate_failure_ejects_at_once() {
     let primary = Upstream::new("primary");
     let backup = Upstream::new("backup");
-    primary.answer(Answer::Message(
-        "invalid peer certificate: UnknownIssuer",
-    ));
+    primary.answer(Answer::Message("invalid peer certificate: UnknownIssuer"));
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
         .build()
         .unwrap();

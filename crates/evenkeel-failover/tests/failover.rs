@@ -21,7 +21,9 @@ async fn a_refused_connection_moves_the_request_at_once() {
         .unwrap();
 
     let start = Instant::now();
-    let res = send(&mut lb, post("p1", r#"{"max_tokens":64}"#)).await.unwrap();
+    let res = send(&mut lb, post("p1", r#"{"max_tokens":64}"#))
+        .await
+        .unwrap();
     assert_eq!(served_by(&res), "backup");
     assert_eq!(Instant::now(), start, "no backoff before a failover");
 
@@ -163,7 +165,11 @@ async fn a_body_over_the_replay_cap_is_sent_once() {
         .replay_cap(4)
         .build()
         .unwrap();
-    assert!(send(&mut lb, post("big", "more than four bytes")).await.is_err());
+    assert!(
+        send(&mut lb, post("big", "more than four bytes"))
+            .await
+            .is_err()
+    );
     assert_eq!(backup.hits(), 0);
     let res = send(&mut lb, post("small", "tiny")).await.unwrap();
     assert_eq!(served_by(&res), "backup");

@@ -196,8 +196,14 @@ async fn an_unhealthy_endpoint_is_routed_around() {
     sleep(secs(2.0)).await;
     assert_eq!(serve_n(&mut lb, 2).await, ["primary"; 2]);
     let events = recorder.events();
-    assert!(events.contains(&"state primary ejected".to_owned()), "{events:?}");
-    assert!(events.contains(&"failback primary".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"state primary ejected".to_owned()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"failback primary".to_owned()),
+        "{events:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,7 +222,10 @@ async fn passing_probes_readmit_an_ejected_endpoint_early() {
     // Failing real requests while its health endpoint still passes.
     primary.answer(status(500));
     serve_n(&mut lb, 5).await;
-    assert_eq!(handle.endpoint("primary").unwrap().state, EndpointState::Ejected);
+    assert_eq!(
+        handle.endpoint("primary").unwrap().state,
+        EndpointState::Ejected
+    );
     primary.answer(ok());
 
     // Two passes after the ejection readmit it, long before 60 s.
@@ -286,6 +295,7 @@ async fn a_tcp_probe_follows_the_listener() {
     assert!(health.status().last_error.is_some());
 }
 
+#[cfg(feature = "http-probe")]
 #[tokio::test]
 async fn an_http_probe_expects_its_statuses() {
     let server = evenkeel_sim::Sim::builder()
@@ -327,7 +337,11 @@ async fn an_http_probe_expects_its_statuses() {
     let mut watch = any_2xx.subscribe();
     server
         .handle()
-        .force(http::StatusCode::SERVICE_UNAVAILABLE, None, Duration::from_secs(600))
+        .force(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            Duration::from_secs(600),
+        )
         .unwrap();
     tokio::time::timeout(Duration::from_secs(30), watch.changed())
         .await
@@ -400,9 +414,13 @@ fn builders_name_the_field_at_fault() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "healthy_threshold");
-    let err = HealthCheck::builder(probe()).jitter(2.0).build().unwrap_err();
+    let err = HealthCheck::builder(probe())
+        .jitter(2.0)
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "jitter");
     assert_eq!(HttpProbe::new("/healthz").unwrap_err().field(), "uri");
+    #[cfg(feature = "http-probe")]
     assert_eq!(
         Probe::http(HttpProbe::new("https://example.com/").unwrap())
             .unwrap_err()

@@ -95,7 +95,7 @@ async fn a_clone_starts_unready() {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     assert!(Service::<Request<Body>>::poll_ready(&mut lb, &mut cx).is_ready());
     let mut clone = lb.clone();
-    let _ = clone.call(get("r1"));
+    drop(clone.call(get("r1")));
 }
 
 #[tokio::test]
@@ -145,7 +145,10 @@ async fn a_readiness_error_is_routed_around_and_counted() {
     primary.fail_readiness(true);
     assert_eq!(serve_n(&mut lb, 1).await, ["backup"]);
     assert_eq!(
-        lb.handle().endpoint("primary").unwrap().consecutive_failures,
+        lb.handle()
+            .endpoint("primary")
+            .unwrap()
+            .consecutive_failures,
         1
     );
     // The failed service was replaced by a fresh clone.

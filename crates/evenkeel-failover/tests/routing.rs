@@ -26,7 +26,12 @@ async fn the_primary_tier_takes_all_traffic_while_it_is_healthy() {
     serve_n(&mut lb, 100).await;
     assert_eq!(backup.hits(), 0);
     assert_eq!(a.hits() + b.hits(), 100);
-    assert!(a.hits() > 20 && b.hits() > 20, "{} / {}", a.hits(), b.hits());
+    assert!(
+        a.hits() > 20 && b.hits() > 20,
+        "{} / {}",
+        a.hits(),
+        b.hits()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -50,7 +55,9 @@ async fn power_of_two_choices_evens_out_requests_in_flight() {
     for u in &ups {
         u.answer(Answer::Hang);
     }
-    let mut lb = balancer(ups.iter().map(Upstream::endpoint)).build().unwrap();
+    let mut lb = balancer(ups.iter().map(Upstream::endpoint))
+        .build()
+        .unwrap();
     let handle = lb.handle();
     let mut cx = Context::from_waker(Waker::noop());
     let mut calls = Vec::new();
@@ -113,8 +120,16 @@ async fn endpoints_can_be_added_removed_and_drained() {
     assert!(!handle.remove("a"));
     assert!(handle.endpoints().is_empty());
     let events = recorder.events();
-    for expected in ["state b healthy", "state b draining", "state b removed", "state a removed"] {
-        assert!(events.contains(&expected.to_owned()), "{expected}: {events:?}");
+    for expected in [
+        "state b healthy",
+        "state b draining",
+        "state b removed",
+        "state a removed",
+    ] {
+        assert!(
+            events.contains(&expected.to_owned()),
+            "{expected}: {events:?}"
+        );
     }
 }
 

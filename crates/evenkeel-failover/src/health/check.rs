@@ -40,10 +40,10 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use evenkeel_failover::{HealthCheck, HttpProbe, Probe};
+/// use evenkeel_failover::{HealthCheck, Probe};
 ///
 /// # async fn run() -> Result<(), evenkeel_core::ConfigError> {
-/// let health = HealthCheck::builder(Probe::http(HttpProbe::new("http://10.0.0.7:8080/healthz")?)?)
+/// let health = HealthCheck::builder(Probe::tcp("10.0.0.7:8080"))
 ///     .interval(Duration::from_secs(2))
 ///     .unhealthy_threshold(2)
 ///     .spawn()?;
@@ -309,7 +309,11 @@ impl State {
             state,
         });
         #[cfg(feature = "tracing")]
-        tracing::info!(endpoint = &*self.name, healthy, "health check verdict changed");
+        tracing::info!(
+            endpoint = &*self.name,
+            healthy,
+            "health check verdict changed"
+        );
     }
 }
 

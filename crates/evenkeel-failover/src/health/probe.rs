@@ -248,10 +248,7 @@ mod http1 {
     }
 
     pub(super) async fn probe(probe: Arc<HttpProbe>) -> Result<(), BoxError> {
-        let authority = probe
-            .uri
-            .authority()
-            .ok_or("the probe URI has no host")?;
+        let authority = probe.uri.authority().ok_or("the probe URI has no host")?;
         let port = authority.port_u16().unwrap_or(80);
         let stream = tokio::net::TcpStream::connect(format!("{}:{port}", authority.host())).await?;
         let (mut sender, connection) =
