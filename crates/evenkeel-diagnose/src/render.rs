@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::fmt::{date, list, ms, rfc3339, wait};
 use crate::report::{
     CertInfo, DnsOutcome, DnsSource, Finding, Layer, ProxySource, Report, Status, TcpAttempt,
-    TcpOutcome,
+    TcpOutcome, Tunnel,
 };
 
 /// The characters the table is drawn with.
@@ -361,7 +361,7 @@ fn draw(r: &Report) -> String {
             (None, _) => format!("{} ({}): tunnel open", p.url, p.source),
         };
         row(&mut out, Layer::Proxy, p.status, &head);
-        if p.status != Status::Skip || p.bypassed_by.is_some() {
+        if p.status == Status::Fail || p.bypassed_by.is_some() {
             let source = match &p.source {
                 ProxySource::Argument => "from --proxy".to_owned(),
                 ProxySource::Env(name) => format!("from {name}"),
@@ -374,6 +374,11 @@ fn draw(r: &Report) -> String {
         }
         if let Some(a) = &p.connect {
             detail(&mut out, &attempt_line(a, "proxy"));
+        }
+        if p.status == Status::Fail
+            && let Some(tun) = &r.tcp.tunnel
+        {
+            detail(&mut out, &tunnel_line(tun));
         }
     }
 
@@ -452,16 +457,10 @@ fn draw(r: &Report) -> String {
             },
         };
         row(&mut out, Layer::Tcp, t.status, &head);
-        if let Some(tun) = &t.tunnel {
-            let answer = match (tun.status, &tun.reason) {
-                (Some(code), Some(reason)) => format!("{code} {reason}"),
-                (Some(code), None) => code.to_string(),
-                _ => "no answer".to_owned(),
-            };
-            detail(
-                &mut out,
-                &format!("CONNECT {} → {answer} ({})", tun.authority, ms(tun.elapsed)),
-            );
+        if let Some(tun) = &t.tunnel
+            && t.status != Status::Skip
+        {
+            detail(&mut out, &tunnel_line(tun));
         }
         if t.attempts.len() > 1 || t.finding.is_some() {
             for a in &t.attempts {
@@ -517,12 +516,16 @@ fn draw(r: &Report) -> String {
                 detail(&mut out, &format!("[{i}] {}", c.subject));
                 let sub = format!("{INDENT}    ");
                 let _ = writeln!(out, "{sub}issuer {}", c.issuer);
+                let left = if c.days_left < 0 {
+                    format!("expired {} days ago", c.days_left.unsigned_abs())
+                } else {
+                    format!("{} days left", c.days_left)
+                };
                 let _ = writeln!(
                     out,
-                    "{sub}valid {} → {} ({} days left){}",
+                    "{sub}valid {} → {} ({left}){}",
                     date(c.not_before),
                     date(c.not_after),
-                    c.days_left,
                     if c.is_ca { ", CA" } else { "" }
                 );
                 if !c.names.is_empty() {
@@ -635,6 +638,15 @@ fn row(out: &mut String, layer: Layer, status: Status, head: &str) {
 
 fn detail(out: &mut String, text: &str) {
     let _ = writeln!(out, "{INDENT}{text}");
+}
+
+fn tunnel_line(tun: &Tunnel) -> String {
+    let answer = match (tun.status, &tun.reason) {
+        (Some(code), Some(reason)) => format!("{code} {reason}"),
+        (Some(code), None) => code.to_string(),
+        _ => "no answer".to_owned(),
+    };
+    format!("CONNECT {} → {answer} ({})", tun.authority, ms(tun.elapsed))
 }
 
 fn attempt_line(a: &TcpAttempt, what: &str) -> String {

@@ -146,6 +146,7 @@ pub async fn tls_server_with(leaf: Leaf, handler: Handler) -> SocketAddr {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let handler = handler.clone();
             tokio::spawn(async move {
@@ -167,6 +168,7 @@ pub async fn http_server(handler: Handler) -> SocketAddr {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            let _ = tcp.set_nodelay(true);
             tokio::spawn(serve_http(tcp, handler.clone()));
         }
     });
