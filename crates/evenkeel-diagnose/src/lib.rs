@@ -59,17 +59,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A table looks like this (a test CA's certificate, without `--ca-file`):
+//! A table looks like this (real output; nothing listens on the port):
 //!
 //! ```text
-//! diagnose GET https://localhost:35549/v1/models
+//! diagnose GET https://localhost:41835/v1/models
 //! ✓ dns   localhost → 127.0.0.1 (override)
 //!          override  127.0.0.1
-//! ✓ tcp   127.0.0.1:35549 connected in 0.10 ms
-//! ✗ tls   unable to get local issuer certificate: the chain was issued by "CN=evenkeel test CA", which no trusted root vouches for
-//! …
-//! – http  skipped: TLS failed
-//! verdict: TLS fails: unable to get local issuer certificate: … Try: a TLS-intercepting proxy, … pass --ca-file ca.pem …
+//! ✗ tcp   connection refused by 127.0.0.1:41835: nothing listens on port 41835, or a firewall rejects it
+//!          127.0.0.1:41835 refused in 0.07 ms
+//! – tls   skipped: TCP failed
+//! – http  skipped: TCP failed
+//! verdict: TCP fails: connection refused by 127.0.0.1:41835: nothing listens on port 41835, or a firewall rejects it. Try: check the port in the URL and that the service runs there; if it should be open, a firewall rejects the connection: try another network, or the proxy your network requires (--proxy).
 //! ```
 //!
 //! `docs/diagnose.md` in the repository shows full output of every case.
@@ -120,6 +120,16 @@ mod tls;
 
 pub use env::{EnvMap, EnvSource, ProcessEnv};
 pub use evenkeel_core::ConfigError;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// The guide's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/diagnose.md")]
+struct GuideDoctests;
 pub use http::BODY_LIMIT;
 pub use options::{DEFAULT_TIMEOUT, Diagnose, DiagnoseBuilder, MAX_TIMEOUT};
 pub use render::{Charset, Table};

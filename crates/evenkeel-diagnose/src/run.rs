@@ -9,6 +9,10 @@ impl Diagnose {
     /// Walks every layer and reports what it found. Never fails: every
     /// failure is a finding in the [`Report`]. Each step is bounded by the
     /// [timeout](crate::DiagnoseBuilder::timeout), so the walk ends.
+    ///
+    /// Runs on a tokio runtime with its IO and time drivers enabled (a
+    /// current-thread runtime is enough); it spawns one task per HTTP
+    /// connection, aborted when the walk ends.
     pub async fn run(&self) -> Report {
         let inner = &*self.inner;
         let target = &inner.target;
