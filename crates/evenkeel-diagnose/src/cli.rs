@@ -18,13 +18,14 @@
 //! }
 //! ```
 
+use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ConfigError;
-use crate::env::{EnvSource, ProcessEnv};
+use crate::env::{EnvSource, ProcessEnv, mask_credentials};
 use crate::options::{Diagnose, DiagnoseBuilder};
 use crate::render::Charset;
 use crate::report::{EXIT_FAILED, EXIT_USAGE};
@@ -46,7 +47,7 @@ pub enum MethodArg {
 /// HOST:IP]... [--no-system-resolver] [--proxy URL | --no-proxy] [--ca-file
 /// PEM]... [--method GET|HEAD] [--header 'K: V']... [--timeout-ms N]
 /// [--json] [--ascii]`.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[derive(Clone, PartialEq, Eq, clap::Args)]
 #[non_exhaustive]
 pub struct DiagnoseArgs {
     /// The URL to check, `http://` or `https://`.
@@ -99,6 +100,31 @@ pub struct DiagnoseArgs {
     /// Draw the table in plain ASCII.
     #[arg(long)]
     pub ascii: bool,
+}
+
+impl fmt::Debug for DiagnoseArgs {
+    /// Header values (API keys) and proxy passwords are not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<&str> = self
+            .headers
+            .iter()
+            .map(|h| h.split(':').next().unwrap_or("").trim())
+            .collect();
+        f.debug_struct("DiagnoseArgs")
+            .field("url", &self.url)
+            .field("resolvers", &self.resolvers)
+            .field("resolve", &self.resolve)
+            .field("no_system_resolver", &self.no_system_resolver)
+            .field("proxy", &self.proxy.as_deref().map(mask_credentials))
+            .field("no_proxy", &self.no_proxy)
+            .field("ca_files", &self.ca_files)
+            .field("method", &self.method)
+            .field("header_names", &headers)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("json", &self.json)
+            .field("ascii", &self.ascii)
+            .finish()
+    }
 }
 
 impl DiagnoseArgs {

@@ -230,8 +230,8 @@ pub(crate) enum ProxyChoice {
     FromEnv,
     /// Never (`--no-proxy`).
     Off,
-    /// This one.
-    Given { raw: String, url: ProxyUrl },
+    /// This one; `shown` is the URL with its password masked.
+    Given { shown: String, url: ProxyUrl },
 }
 
 /// A configured diagnosis: build one with [`Diagnose::builder`], then
@@ -310,7 +310,6 @@ impl Diagnose {
 
 /// Builds a [`Diagnose`]; every setter is checked by
 /// [`build`](DiagnoseBuilder::build), which names the field at fault.
-#[derive(Debug)]
 #[must_use]
 pub struct DiagnoseBuilder {
     url: String,
@@ -329,6 +328,42 @@ pub struct DiagnoseBuilder {
     header_lines: Vec<String>,
     timeout: Duration,
     env: Option<Arc<dyn EnvSource>>,
+}
+
+impl fmt::Debug for DiagnoseBuilder {
+    /// Header values and proxy passwords are not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(
+                self.header_lines
+                    .iter()
+                    .map(|l| l.split(':').next().unwrap_or("").trim()),
+            )
+            .collect();
+        f.debug_struct("DiagnoseBuilder")
+            .field("url", &self.url)
+            .field("resolvers", &self.resolvers)
+            .field("resolver_specs", &self.resolver_specs)
+            .field("overrides", &self.overrides)
+            .field("override_specs", &self.override_specs)
+            .field("system_resolver", &self.system_resolver)
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::env::mask_credentials),
+            )
+            .field("no_proxy", &self.no_proxy)
+            .field("ca_files", &self.ca_files)
+            .field("ca_pems", &self.ca_pems.len())
+            .field("webpki_roots", &self.webpki_roots)
+            .field("method", &self.method)
+            .field("header_names", &header_names)
+            .field("timeout", &self.timeout)
+            .field("env", &self.env)
+            .finish()
+    }
 }
 
 impl DiagnoseBuilder {
@@ -499,7 +534,10 @@ impl DiagnoseBuilder {
             ProxyChoice::Off
         } else if let Some(raw) = self.proxy {
             let url = ProxyUrl::parse(&raw).map_err(|e| ConfigError::new("proxy", e))?;
-            ProxyChoice::Given { raw, url }
+            ProxyChoice::Given {
+                shown: crate::env::mask_credentials(&raw),
+                url,
+            }
         } else {
             ProxyChoice::FromEnv
         };
@@ -826,12 +864,25 @@ mod tests {
     }
 
     #[test]
-    fn api_keys_are_sensitive_and_hidden() {
-        let d = Diagnose::builder("https://example.com")
+    fn api_keys_and_proxy_passwords_are_hidden() {
+        let builder = Diagnose::builder("https://example.com")
             .header_line("x-api-key: sk-secret")
-            .build()
-            .unwrap();
+            .header(
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_static("Bearer tok-secret"),
+            )
+            .proxy("http://user:pw-secret@proxy:3128");
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("x-api-key") && shown.contains("authorization"));
+        for secret in ["sk-secret", "tok-secret", "pw-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let d = builder.build().unwrap();
         assert!(d.inner.headers["x-api-key"].is_sensitive());
-        assert!(!format!("{d:?}").contains("sk-secret"));
+        assert!(d.inner.headers["authorization"].is_sensitive());
+        let shown = format!("{d:?}");
+        for secret in ["sk-secret", "tok-secret", "pw-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

@@ -54,7 +54,9 @@ pub(crate) fn select(inner: &Inner, target: &Target) -> Selection {
 
     let (raw, source, parsed) = match &inner.proxy {
         ProxyChoice::Off => return Selection::None,
-        ProxyChoice::Given { raw, url } => (raw.clone(), ProxySource::Argument, Ok(url.clone())),
+        ProxyChoice::Given { shown, url } => {
+            (shown.clone(), ProxySource::Argument, Ok(url.clone()))
+        }
         ProxyChoice::FromEnv => {
             let found = proxy_vars(target.https).iter().find_map(|name| {
                 inner

@@ -74,6 +74,12 @@ fn every_flag_parses() {
     assert_eq!(args.timeout_ms, 250);
     assert!(args.json && args.ascii);
 
+    let shown = format!("{args:?}");
+    assert!(
+        shown.contains("x-api-key") && !shown.contains("sk-test"),
+        "{shown}"
+    );
+
     let defaults = parse(&["http://x"]);
     assert_eq!(defaults, DiagnoseArgs::new("http://x"));
 
