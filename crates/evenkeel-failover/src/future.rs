@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use crate::endpoint::{Entry, InFlight};
 use crate::error::NoEndpointAvailable;
-use crate::registry::Registry;
+use crate::registry::{Now, Registry};
 use crate::select::{Pick, Skip};
 
 pub use crate::health::HealthCheckedFuture;
@@ -280,7 +280,7 @@ fn next_endpoint<S: Clone, B>(
                 Skip::No
             }
         },
-        ticks,
+        &Now::at(ticks),
     );
     let Pick::One(i) = selected.pick else {
         return None;

@@ -13,7 +13,7 @@ use tower::discover::{Change, Discover};
 
 use crate::endpoint::{Endpoint, EndpointStatus};
 use crate::outlier::Status;
-use crate::registry::{NO_TIER, Registry};
+use crate::registry::{NO_TIER, Now, Registry};
 
 /// Changes and watches the endpoints of a [`Failover`](crate::Failover)
 /// while it runs. Made by [`Failover::handle`](crate::Failover::handle);
@@ -70,26 +70,26 @@ impl<S> FailoverHandle<S> {
     /// The state of every endpoint, by tier.
     pub fn endpoints(&self) -> Vec<EndpointStatus> {
         self.registry.purge_drained();
-        let now = self.registry.now();
+        let now = self.registry.lazy_now();
         self.registry
             .snapshot()
             .iter()
-            .map(|e| self.status_of(&e.meta, now))
+            .map(|e| self.status_of(&e.meta, &now))
             .collect()
     }
 
     /// The state of the endpoint named `name`.
     pub fn endpoint(&self, name: &str) -> Option<EndpointStatus> {
         self.registry.purge_drained();
-        let now = self.registry.now();
+        let now = self.registry.lazy_now();
         self.registry
             .snapshot()
             .iter()
             .find(|e| &*e.meta.name == name)
-            .map(|e| self.status_of(&e.meta, now))
+            .map(|e| self.status_of(&e.meta, &now))
     }
 
-    fn status_of(&self, m: &crate::endpoint::Meta, now: u64) -> EndpointStatus {
+    fn status_of(&self, m: &crate::endpoint::Meta, now: &Now) -> EndpointStatus {
         let registry = &self.registry;
         let state = match registry.status(m, now) {
             Status::Available { .. } => EndpointState::Healthy,
@@ -99,6 +99,7 @@ impl<S> FailoverHandle<S> {
         };
         let ejected = m.ejected_until.load(Ordering::Acquire);
         let cooling = registry.cooling_until(m);
+        let now = now.get();
         EndpointStatus {
             name: m.name.to_string(),
             tier: m.tier,
@@ -145,7 +146,7 @@ impl<S> FailoverHandle<S> {
     pub async fn discover<D>(self, discover: D) -> Result<(), BoxError>
     where
         D: Discover<Service = Endpoint<S>>,
-        D::Key: Hash + Clone,
+        D::Key: Hash,
         D::Error: Into<BoxError>,
     {
         let mut discover = pin!(discover);

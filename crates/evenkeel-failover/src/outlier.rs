@@ -8,7 +8,7 @@ use evenkeel_core::{FailureKind, Outcome};
 
 use crate::builder::nanos;
 use crate::endpoint::{Meta, state_code};
-use crate::registry::Registry;
+use crate::registry::{Now, Registry};
 
 /// Whether an endpoint can take a request now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,13 +63,13 @@ impl Cause {
 impl<S> Registry<S> {
     /// Whether `m` can take a request at `now` (ticks). Notices ejections
     /// and cooldowns that ended, and reports state changes.
-    pub(crate) fn status(&self, m: &Meta, now: u64) -> Status {
+    pub(crate) fn status(&self, m: &Meta, now: &Now) -> Status {
         if m.draining.load(Ordering::Acquire) {
             return Status::Draining;
         }
         let ejected = m.ejected_until.load(Ordering::Acquire);
         if ejected != 0 {
-            if ejected > now && !self.probes_readmit(m) {
+            if ejected > now.get() && !self.probes_readmit(m) {
                 return Status::Down;
             }
             // The ejection is over: it expired, or passing probes ended it.
@@ -82,7 +82,7 @@ impl<S> Registry<S> {
             return Status::Down;
         }
         let cooling = self.cooling_until(m);
-        if cooling > now.saturating_add(self.config.threshold_ticks) {
+        if cooling != 0 && cooling > now.get().saturating_add(self.config.threshold_ticks) {
             self.report(m, EndpointState::CoolingDown, now);
             return Status::Cooling { until: cooling };
         }
@@ -90,11 +90,14 @@ impl<S> Registry<S> {
         let ramp = self.config.ramp_ticks;
         if ramp > 0 {
             let since = m.readmitted_at.load(Ordering::Relaxed);
-            if since != 0 && now >= since && now - since < ramp {
-                let share = (now - since) as f64 / ramp as f64;
-                return Status::Available {
-                    ramp: Some(share.max(0.1)),
-                };
+            if since != 0 {
+                let now = now.get();
+                if now >= since && now - since < ramp {
+                    let share = (now - since) as f64 / ramp as f64;
+                    return Status::Available {
+                        ramp: Some(share.max(0.1)),
+                    };
+                }
             }
         }
         Status::Available { ramp: None }
@@ -127,9 +130,10 @@ impl<S> Registry<S> {
     /// Reports `state` if it differs from the last reported one; an
     /// endpoint leaving `Ejected` starts its ramp now unless its ejection
     /// simply ran out (the ramp then started when it did).
-    fn report(&self, m: &Meta, state: EndpointState, now: u64) {
+    fn report(&self, m: &Meta, state: EndpointState, now: &Now) {
         let old = self.report_state(m, state, false);
         if old == state_code(EndpointState::Ejected) && state != EndpointState::Ejected {
+            let now = now.get();
             let since = m.readmitted_at.load(Ordering::Relaxed);
             if since == 0 || since > now {
                 m.readmitted_at.store(now, Ordering::Relaxed);
@@ -146,9 +150,7 @@ impl<S> Registry<S> {
             m.consecutive.store(0, Ordering::Relaxed);
             m.connect_consecutive.store(0, Ordering::Relaxed);
         }
-        if self.config.success_rate.is_some() {
-            self.count(m, true, self.now());
-        }
+        self.count(m, true, 0);
     }
 
     /// Records an attempt's outcome against its endpoint.
@@ -161,7 +163,7 @@ impl<S> Registry<S> {
             if nanos(wait) > self.config.threshold_ticks
                 && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
             {
-                self.report(m, EndpointState::CoolingDown, now);
+                self.report(m, EndpointState::CoolingDown, &Now::at(now));
             }
         }
         if outcome.is_endpoint_failure() {
@@ -212,15 +214,17 @@ impl<S> Registry<S> {
         // nothing about the endpoint.
     }
 
-    /// Counts an answer in the success-rate window, starting a new window
-    /// when the current one is over. Returns the window's (successes,
-    /// failures).
+    /// Counts an answer in the success-rate window. A failure first starts
+    /// a new window if the current one is over (a success needs no clock:
+    /// counts only matter when a failure is judged). Returns the window's
+    /// (successes, failures).
     fn count(&self, m: &Meta, success: bool, now: u64) -> (u64, u64) {
         if self.config.success_rate.is_none() {
             return (0, 0);
         }
         let start = m.window_start.load(Ordering::Relaxed);
-        if now.saturating_sub(start) >= self.config.window_ticks
+        if !success
+            && now.saturating_sub(start) >= self.config.window_ticks
             && m.window_start
                 .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
@@ -242,7 +246,7 @@ impl<S> Registry<S> {
     /// up (the balancer fails open rather than eject everything). Returns
     /// whether it was ejected.
     pub(crate) fn eject(&self, m: &Meta, now: u64, cause: Cause) -> bool {
-        let _guard = self.eject_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.eject_lock.lock().unwrap_or_else(|p| p.into_inner());
         if m.ejected_until.load(Ordering::Acquire) > now || m.draining.load(Ordering::Acquire) {
             return false;
         }
@@ -290,8 +294,11 @@ impl<S> Registry<S> {
         m.window_start.store(now, Ordering::Relaxed);
         m.window.store(0, Ordering::Relaxed);
         m.ejected_until.store(until, Ordering::Release);
+        drop(guard);
         self.ejections.fetch_add(1, Ordering::Relaxed);
-        self.report(m, EndpointState::Ejected, now);
+        // Reported outside the lock: a listener may call back into the
+        // handle.
+        self.report(m, EndpointState::Ejected, &Now::at(now));
         #[cfg(feature = "tracing")]
         tracing::warn!(
             endpoint = &*m.name,

@@ -1,5 +1,6 @@
 //! The endpoint set shared by every clone of a balancer and its handle.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,6 +16,46 @@ use crate::endpoint::{Endpoint, Entry, Meta, state_code};
 
 /// No tier has been routed to yet.
 pub(crate) const NO_TIER: u64 = u64::MAX;
+
+fn ticks(epoch: Instant, instant: Instant) -> u64 {
+    let nanos = instant.saturating_duration_since(epoch).as_nanos();
+    u64::try_from(nanos)
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+/// The current instant in ticks, read from the clock at most once, and
+/// only when something depends on it: a healthy endpoint with no ejection
+/// or cooldown on record needs no clock at all.
+#[derive(Debug)]
+pub(crate) struct Now {
+    /// The registry's epoch; `None` when the instant was given.
+    epoch: Option<Instant>,
+    /// 0 until read.
+    ticks: Cell<u64>,
+}
+
+impl Now {
+    /// An instant already read.
+    pub(crate) fn at(ticks: u64) -> Self {
+        Now {
+            epoch: None,
+            ticks: Cell::new(ticks.max(1)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        match (self.ticks.get(), self.epoch) {
+            (0, Some(epoch)) => {
+                let now = ticks(epoch, clock::now());
+                self.ticks.set(now);
+                now
+            }
+            (now, _) => now,
+        }
+    }
+}
 
 pub(crate) struct Registry<S> {
     pub(crate) config: Config,
@@ -74,13 +115,19 @@ impl<S> Registry<S> {
         self.ticks(clock::now())
     }
 
+    /// The current instant, read from the clock only if it is needed.
+    #[inline]
+    pub(crate) fn lazy_now(&self) -> Now {
+        Now {
+            epoch: Some(self.epoch),
+            ticks: Cell::new(0),
+        }
+    }
+
     /// `instant` in ticks (instants before the epoch become the epoch).
     #[inline]
     pub(crate) fn ticks(&self, instant: Instant) -> u64 {
-        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos)
-            .unwrap_or(u64::MAX - 1)
-            .saturating_add(1)
+        ticks(self.epoch, instant)
     }
 
     /// The instant `ticks` stands for.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::builder::Selection;
 use crate::endpoint::Meta;
 use crate::outlier::Status;
-use crate::registry::Registry;
+use crate::registry::{Now, Registry};
 
 /// Why an endpoint is passed over before its status is even considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Candidates {
 }
 
 impl<S> Registry<S> {
-    /// Chooses an endpoint among `items` (sorted by tier) at `now` (ticks).
+    /// Chooses an endpoint among `items` (sorted by tier) at `now`.
     ///
     /// In tier order: the first tier with an available endpoint that is not
     /// skipped wins; within it, [`Selection`] decides. An endpoint ramping
@@ -93,7 +93,7 @@ impl<S> Registry<S> {
         items: &[T],
         meta: impl Fn(&T) -> &Meta,
         skip: impl Fn(usize, &Meta) -> Skip,
-        now: u64,
+        now: &Now,
     ) -> Selected {
         let mut preferred = None;
         let mut busy = false;

@@ -40,6 +40,11 @@ use crate::select::{Pick, Skip};
 /// are [`BoxError`]s: an endpoint's own error, or
 /// [`NoEndpointAvailable`] from [`call`](Service::call) when nothing can
 /// take the request. [`poll_ready`](Service::poll_ready) never fails.
+///
+/// # Panics
+///
+/// [`call`](Service::call) panics unless the last
+/// [`poll_ready`](Service::poll_ready) returned `Ready`, as tower requires.
 pub struct Failover<S, C = HttpClassifier> {
     registry: Arc<Registry<S>>,
     classifier: C,
@@ -195,11 +200,11 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.sync();
         self.reject = None;
-        let now = self.registry.now();
+        let now = self.registry.lazy_now();
         if let Some(i) = self.ready {
             let meta = &self.local[i].entry.meta;
             if matches!(
-                self.registry.status(meta, now),
+                self.registry.status(meta, &now),
                 crate::outlier::Status::Available { .. }
             ) {
                 return Poll::Ready(Ok(()));
@@ -219,7 +224,7 @@ where
                     FAILED => Skip::Tried,
                     _ => Skip::No,
                 },
-                now,
+                &now,
             );
             if let Some(preferred) = selected.preferred {
                 self.note_preferred(preferred);
@@ -237,7 +242,7 @@ where
                         let error: BoxError = error.into();
                         let outcome = self.classifier.classify_error(&*error);
                         let local = &mut self.local[i];
-                        self.registry.record(&local.entry.meta, &outcome, now);
+                        self.registry.record(&local.entry.meta, &outcome, now.get());
                         local.service = local.entry.service();
                         self.scratch[i] = FAILED;
                     }
