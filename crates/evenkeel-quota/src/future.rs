@@ -38,15 +38,18 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, St::Reserve>,
-        #[pin]
-        timer: Option<Sleep>,
+        // Boxed and created only when a request has to wait, so the future
+        // stays small on the path every request takes.
+        timer: Option<Pin<Box<Sleep>>>,
         service: S,
         request: Option<Request<B>>,
         admission: Admission<St>,
         cost: Cost,
-        // When the request gives up waiting: its deadline or the wait cap.
+        // When the request gives up waiting: its deadline or the wait cap
+        // (only the deadline until the first poll).
         give_up: Option<Instant>,
-        started: Instant,
+        // The first poll.
+        started: Option<Instant>,
         // What was short the last time the request tried.
         short: Option<Shortage>,
         waited: bool,
@@ -92,12 +95,6 @@ where
         cost: Cost,
         deadline: Option<Instant>,
     ) -> Self {
-        let started = clock::now();
-        let cap = started.checked_add(shared.config.max_wait);
-        let give_up = match (deadline, cap) {
-            (Some(d), Some(c)) => Some(d.min(c)),
-            (d, c) => d.or(c),
-        };
         ResponseFuture {
             state: State::Start,
             timer: None,
@@ -112,8 +109,8 @@ where
                 sent: false,
             },
             cost,
-            give_up,
-            started,
+            give_up: deadline,
+            started: None,
             short: None,
             waited: false,
         }
@@ -121,22 +118,31 @@ where
 }
 
 /// Arms `timer` for `at`.
-fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
-    match timer.as_mut().as_pin_mut() {
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
         Some(sleep) => {
             if sleep.deadline() != at {
-                sleep.reset(at);
+                sleep.as_mut().reset(at);
             }
         }
-        None => timer.set(Some(tokio::time::sleep_until(at))),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
 /// Polls `timer`: `true` once it fired. An unarmed timer never fires.
-fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-    match timer.as_pin_mut() {
-        Some(sleep) => sleep.poll(cx).is_ready(),
+fn fired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    match timer {
+        Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
         None => false,
+    }
+}
+
+/// The clock, read at most once per poll.
+struct Now(Option<Instant>);
+
+impl Now {
+    fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(clock::now)
     }
 }
 
@@ -161,10 +167,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let mut now = Now(None);
         loop {
             match this.state.as_mut().project() {
                 StateProj::Start => {
-                    let now = clock::now();
+                    let now = now.get();
+                    *this.started = Some(now);
+                    let cap = now.checked_add(this.admission.shared.config.max_wait);
+                    *this.give_up = earliest(*this.give_up, cap);
                     let adm = &mut *this.admission;
                     let timeout = adm.shared.config.probe_timeout;
                     let turn = adm.entry.gate.lock().enter(now, timeout);
@@ -183,13 +193,18 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(adm.reject(Some(&short), now)));
                     }
-                    let id = adm.entry.gate.lock().enqueue(this.cost, cx.waker(), false);
+                    let id = adm.entry.gate.lock().enqueue(
+                        this.cost,
+                        cx.waker(),
+                        false,
+                        &adm.entry.queued,
+                    );
                     adm.queued = Some(id);
                     *this.waited = true;
                     this.state.set(State::Queued);
                 }
                 StateProj::Queued => {
-                    let now = clock::now();
+                    let now = now.get();
                     let adm = &mut *this.admission;
                     let id = adm
                         .queued
@@ -207,11 +222,11 @@ where
                         Turn::Behind => *this.give_up,
                     };
                     match wake {
-                        Some(at) => arm(this.timer.as_mut(), at),
+                        Some(at) => arm(this.timer, at),
                         // Nothing to time: the gate wakes it.
-                        None => this.timer.set(None),
+                        None => *this.timer = None,
                     }
-                    if !fired(this.timer.as_mut(), cx) {
+                    if !fired(this.timer, cx) {
                         return Poll::Pending;
                     }
                     if this.give_up.is_some_and(|g| now >= g) {
@@ -226,22 +241,22 @@ where
                 }
                 StateProj::Reserving { reserve } => {
                     let result = ready!(reserve.poll(cx));
-                    let now = clock::now();
+                    let now = now.get();
                     let adm = &mut *this.admission;
                     match result {
                         Ok(ticket) => {
                             adm.ticket = Some(ticket);
-                            let waited = now.saturating_duration_since(*this.started);
-                            let wake = {
+                            let waited = now.saturating_duration_since(this.started.unwrap_or(now));
+                            let wake = if *this.waited {
                                 let mut gate = adm.entry.gate.lock();
-                                let wake = adm.queued.take().and_then(|id| gate.leave(id));
-                                gate.admitted(adm.probe);
-                                if *this.waited {
-                                    gate.stats.waits += 1;
-                                    gate.stats.waited += waited;
-                                }
-                                wake
+                                gate.stats.waits += 1;
+                                gate.stats.waited += waited;
+                                let queued = adm.queued.take();
+                                queued.and_then(|id| gate.leave(id, &adm.entry.queued))
+                            } else {
+                                None
                             };
+                            adm.entry.admitted(adm.probe);
                             if let Some(waker) = wake {
                                 waker.wake();
                             }
@@ -272,17 +287,23 @@ where
                                     gate.cooldown_seen();
                                 }
                                 if adm.queued.is_none() {
-                                    adm.queued = Some(gate.enqueue(this.cost, cx.waker(), true));
+                                    let id = gate.enqueue(
+                                        this.cost,
+                                        cx.waker(),
+                                        true,
+                                        &adm.entry.queued,
+                                    );
+                                    adm.queued = Some(id);
                                 }
                             }
                             *this.waited = true;
                             arm(
-                                this.timer.as_mut(),
+                                this.timer,
                                 earliest(Some(short.until), *this.give_up).unwrap_or(short.until),
                             );
                             *this.short = Some(short);
                             this.state.set(State::Queued);
-                            if !fired(this.timer.as_mut(), cx) {
+                            if !fired(this.timer, cx) {
                                 return Poll::Pending;
                             }
                         }
@@ -301,7 +322,7 @@ where
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    this.admission.settle(&result, clock::now());
+                    this.admission.settle(&result, now.get());
                     this.state.set(State::Done);
                     return Poll::Ready(result.map_err(Into::into));
                 }
@@ -331,7 +352,9 @@ impl<St: QuotaStore> Admission<St> {
             if std::mem::take(&mut self.probe) {
                 gate.probe_deferred();
             }
-            self.queued.take().and_then(|id| gate.leave(id))
+            self.queued
+                .take()
+                .and_then(|id| gate.leave(id, &self.entry.queued))
         };
         if let Some(waker) = wake {
             waker.wake();
@@ -386,7 +409,8 @@ impl<St: QuotaStore> Admission<St> {
         let probe = std::mem::take(&mut self.probe);
         let (limits, charged, cooldown) = match result {
             Ok(response) => {
-                let limits = evenkeel_headers::rate_limits(response.headers(), clock::system_now());
+                let limits =
+                    evenkeel_headers::rate_limits(response.headers(), clock::system_time_at(now));
                 let status = response.status();
                 if status.as_u16() < 400 {
                     (limits, Charged::Yes, None)
@@ -435,8 +459,6 @@ impl<St: QuotaStore> Admission<St> {
         }
         let wake = self
             .entry
-            .gate
-            .lock()
             .finished(probe, result.is_ok(), cooling.is_some());
         if let Some(waker) = wake {
             waker.wake();
@@ -455,14 +477,14 @@ impl<St: QuotaStore> Drop for Admission<St> {
             self.shared
                 .store
                 .release(&self.entry.key, ticket, self.sent, now);
-            wakes[0] = self.entry.gate.lock().finished(self.probe, false, false);
+            wakes[0] = self.entry.finished(self.probe, false, false);
         } else if self.probe {
             let mut gate = self.entry.gate.lock();
             gate.probe_deferred();
             wakes[0] = gate.head_waker();
         }
         if let Some(id) = self.queued.take() {
-            wakes[1] = self.entry.gate.lock().leave(id);
+            wakes[1] = self.entry.gate.lock().leave(id, &self.entry.queued);
         }
         for waker in wakes.into_iter().flatten() {
             waker.wake();

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -71,12 +72,15 @@ impl<St: QuotaStore> Shared<St> {
         if entries.len() >= self.config.max_keys {
             // Forget keys nobody is using: no request holds them and they
             // have nothing queued or in flight.
-            entries.retain(|_, e| Arc::strong_count(e) > 1 || !e.gate.lock().is_idle());
+            entries.retain(|_, e| Arc::strong_count(e) > 1 || !e.is_idle());
         }
         let entry = Arc::new(Entry {
             name: Box::from(key),
             key: self.store.open(key),
             gate: Mutex::new(Gate::new(self.config.probe_first)),
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            admitted: AtomicU64::new(0),
         });
         entries.insert(Box::from(key), Arc::clone(&entry));
         entry
@@ -93,11 +97,44 @@ impl<St: QuotaStore> Shared<St> {
     }
 }
 
-/// One key: its name, its store handle, its gate.
+/// One key: its name, its store handle, its gate, and the counters the
+/// plentiful path updates without taking the gate's lock.
 pub(crate) struct Entry<St: QuotaStore> {
     pub(crate) name: Box<str>,
     pub(crate) key: St::Key,
     pub(crate) gate: Mutex<Gate>,
+    /// The queue's length, mirrored (written under the gate's lock).
+    pub(crate) queued: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) admitted: AtomicU64,
+}
+
+impl<St: QuotaStore> Entry<St> {
+    fn is_idle(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0 && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    /// A request was admitted; `probe` says it goes as the probe.
+    pub(crate) fn admitted(&self, probe: bool) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        if probe {
+            self.gate.lock().stats.probes += 1;
+        }
+    }
+
+    /// An admitted request finished (answered, failed or dropped). `probe`
+    /// says it was the probe; `answered` that the server answered it;
+    /// `cooldown` that its answer started a cooldown. Returns the waker of
+    /// the head of the queue, which may now go.
+    pub(crate) fn finished(&self, probe: bool, answered: bool, cooldown: bool) -> Option<Waker> {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !probe && !cooldown && self.queued.load(Ordering::Relaxed) == 0 {
+            // Nothing waits on this key: no lock to take.
+            return None;
+        }
+        self.gate.lock().finished(probe, answered, cooldown)
+    }
 }
 
 impl<St: QuotaStore> fmt::Debug for Entry<St> {
@@ -129,10 +166,9 @@ struct Waiter {
     waker: Option<Waker>,
 }
 
-/// Per-key counters.
+/// Per-key counters of the slow paths.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Stats {
-    pub(crate) admitted: u64,
     pub(crate) waits: u64,
     pub(crate) waited: Duration,
     pub(crate) rejected: u64,
@@ -158,7 +194,6 @@ pub(crate) struct Gate {
     queued_cost: [u64; FIELDS],
     next_id: u64,
     probe: Probe,
-    in_flight: usize,
     pub(crate) stats: Stats,
 }
 
@@ -173,21 +208,12 @@ impl Gate {
             } else {
                 Probe::Idle
             },
-            in_flight: 0,
             stats: Stats::default(),
         }
     }
 
-    fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight == 0
-    }
-
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
-    }
-
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
     }
 
     /// Whether the probe is out (and not timed out).
@@ -237,7 +263,13 @@ impl Gate {
 
     /// Queues a request at the back (or at the front: a request that was
     /// about to go and found the quota short keeps its place).
-    pub(crate) fn enqueue(&mut self, cost: &Cost, waker: &Waker, front: bool) -> u64 {
+    pub(crate) fn enqueue(
+        &mut self,
+        cost: &Cost,
+        waker: &Waker,
+        front: bool,
+        mirror: &AtomicUsize,
+    ) -> u64 {
         self.next_id += 1;
         let waiter = Waiter {
             id: self.next_id,
@@ -252,6 +284,7 @@ impl Gate {
         } else {
             self.queue.push_back(waiter);
         }
+        mirror.store(self.queue.len(), Ordering::Relaxed);
         self.next_id
     }
 
@@ -278,9 +311,10 @@ impl Gate {
 
     /// Removes a request from the queue; returns the waker of the new head
     /// if the head changed.
-    pub(crate) fn leave(&mut self, id: u64) -> Option<Waker> {
+    pub(crate) fn leave(&mut self, id: u64, mirror: &AtomicUsize) -> Option<Waker> {
         let position = self.queue.iter().position(|w| w.id == id)?;
         let waiter = self.queue.remove(position)?;
+        mirror.store(self.queue.len(), Ordering::Relaxed);
         for (q, c) in self.queued_cost.iter_mut().zip(waiter.cost) {
             *q = q.saturating_sub(c);
         }
@@ -294,13 +328,6 @@ impl Gate {
     /// The waker of the request at the head of the queue.
     pub(crate) fn head_waker(&self) -> Option<Waker> {
         self.queue.front().and_then(|w| w.waker.clone())
-    }
-
-    /// A request was admitted; `probe` says it goes as the probe.
-    pub(crate) fn admitted(&mut self, probe: bool) {
-        self.in_flight += 1;
-        self.stats.admitted += 1;
-        self.stats.probes += u64::from(probe);
     }
 
     /// A request that was going as the probe cannot go yet: the next one
@@ -319,16 +346,8 @@ impl Gate {
         }
     }
 
-    /// An admitted request finished (answered, failed or dropped). `probe`
-    /// says it was the probe; `answered` that the server answered it.
-    /// Returns the waker of the head of the queue.
-    pub(crate) fn finished(
-        &mut self,
-        probe: bool,
-        answered: bool,
-        cooldown: bool,
-    ) -> Option<Waker> {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// See [`Entry::finished`].
+    fn finished(&mut self, probe: bool, answered: bool, cooldown: bool) -> Option<Waker> {
         if probe && matches!(self.probe, Probe::Flying { .. }) {
             self.probe = if answered { Probe::Idle } else { Probe::Needed };
         }
@@ -346,21 +365,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn first_contact_sends_one_probe_then_the_queue() {
+        let m = &AtomicUsize::new(0);
         let waker = Waker::noop();
         let t = Duration::from_secs(1);
         let now = Instant::now();
         let mut gate = Gate::new(true);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
-        gate.admitted(true);
         // Others queue behind the probe.
         assert_eq!(gate.enter(now, t), None);
-        let a = gate.enqueue(&Cost::new(), waker, false);
-        let b = gate.enqueue(&Cost::new(), waker, false);
+        let a = gate.enqueue(&Cost::new(), waker, false, m);
+        let b = gate.enqueue(&Cost::new(), waker, false, m);
+        assert_eq!(m.load(Ordering::Relaxed), 2);
         assert_eq!(gate.turn(a, now, t, waker), Turn::Probe(now + t));
         assert_eq!(gate.turn(b, now, t, waker), Turn::Behind);
         assert!(gate.finished(true, true, false).is_some());
         assert_eq!(gate.turn(a, now, t, waker), Turn::Go { probe: false });
-        assert!(gate.leave(a).is_some(), "b is the new head");
+        assert!(gate.leave(a, m).is_some(), "b is the new head");
+        assert_eq!(m.load(Ordering::Relaxed), 1);
         assert_eq!(gate.turn(b, now, t, waker), Turn::Go { probe: false });
         assert_eq!(gate.demand_with(&Cost::new()).requests(), 2);
     }
@@ -372,7 +393,7 @@ mod tests {
         let now = Instant::now();
         let mut gate = Gate::new(true);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
-        let a = gate.enqueue(&Cost::new(), waker, false);
+        let a = gate.enqueue(&Cost::new(), waker, false, &AtomicUsize::new(0));
         assert_eq!(gate.turn(a, now + t, t, waker), Turn::Go { probe: false });
     }
 
@@ -382,12 +403,10 @@ mod tests {
         let now = Instant::now();
         let mut gate = Gate::new(false);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: false }));
-        gate.admitted(false);
         gate.finished(false, true, true);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
         assert_eq!(gate.stats.cooldowns, 1);
         // A probe that fails without an answer hands the role on.
-        gate.admitted(true);
         gate.finished(true, false, false);
         assert_eq!(gate.enter(now, t), Some(Turn::Go { probe: true }));
     }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use evenkeel_core::clock;
@@ -81,16 +82,18 @@ impl<St: QuotaStore> QuotaHandle<St> {
     }
 
     fn snapshot_of(&self, entry: &Entry<St>, now: Instant) -> KeySnapshot {
-        let (queued, in_flight, stats) = {
+        let (queued, stats) = {
             let gate = entry.gate.lock();
-            (gate.queued(), gate.in_flight(), gate.stats)
+            (gate.queued(), gate.stats)
         };
+        let in_flight = entry.in_flight.load(Ordering::Relaxed);
+        let admitted = entry.admitted.load(Ordering::Relaxed);
         KeySnapshot {
             key: entry.name.to_string(),
             cooldown_until: self.shared.store.cooldown_until(&entry.key, now),
             queued,
             in_flight,
-            admitted: stats.admitted,
+            admitted,
             waits: stats.waits,
             waited: stats.waited,
             rejected: stats.rejected,
