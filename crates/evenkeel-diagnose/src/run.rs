@@ -27,20 +27,27 @@ impl Diagnose {
         let proxy_failed = proxy_report.as_ref().is_some_and(|r| r.status.is_fail());
         let via_proxy = plan.is_some() || proxy_failed;
 
-        // With a proxy, the proxy is reached first; the target's DNS is
-        // still asked, for information (the proxy resolves it).
-        let mut tunnel = None;
+        // With a proxy, the proxy is reached (and the tunnel opened) while
+        // the target's name is looked up for information: the proxy
+        // resolves it itself.
         let mut tcp_report = TcpReport {
             port: target.port,
             ..TcpReport::default()
         };
-        if let Some((url, report)) = plan {
-            let (report, tcp, stream) = proxy::connect(inner, target, &url, report).await;
+        let through_proxy = async {
+            match plan {
+                Some((url, report)) => Some(proxy::connect(inner, target, &url, report).await),
+                None => None,
+            }
+        };
+        let (through_proxy, dns_report) =
+            tokio::join!(through_proxy, dns::check(inner, &target.host, via_proxy));
+        let mut tunnel = None;
+        if let Some((report, tcp, stream)) = through_proxy {
             proxy_report = Some(report);
             tcp_report = tcp;
             tunnel = stream;
         }
-        let dns_report = dns::check(inner, &target.host, via_proxy).await;
 
         let proxy_ok = proxy_report.as_ref().is_none_or(|r| !r.status.is_fail());
         let stream = if !proxy_ok {
