@@ -167,3 +167,8 @@ pub use health::{
     HttpProbe, Probe,
 };
 pub use service::Failover;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
