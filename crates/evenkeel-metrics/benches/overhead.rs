@@ -1,7 +1,8 @@
 //! Per-call overhead of the metrics layer against the bare service, in one
 //! run: with no recorder installed (the facade's no-op recorder), with
 //! metrics-exporter-prometheus's recorder, and with the Prometheus recorder
-//! on responses that carry rate-limit headers.
+//! on responses with ordinary headers and with rate-limit headers (each
+//! against the bare service answering the same headers).
 //!
 //! Run: `cargo bench -p evenkeel-metrics --bench overhead`.
 
@@ -50,9 +51,26 @@ fn plain() -> Ok200 {
     }
 }
 
-/// OpenAI's six rate-limit headers.
-fn openai() -> Ok200 {
+/// Five ordinary response headers, none about rate limits.
+fn ordinary() -> Ok200 {
     let mut headers = HeaderMap::new();
+    for (k, v) in ORDINARY {
+        headers.insert(*k, HeaderValue::from_static(v));
+    }
+    Ok200 { headers }
+}
+
+const ORDINARY: &[(&str, &str)] = &[
+    ("content-type", "application/json"),
+    ("content-length", "412"),
+    ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
+    ("server", "cloudflare"),
+    ("request-id", "req_011CUmx4BhWk9ZfK1vYrhz2T"),
+];
+
+/// The ordinary headers and OpenAI's six rate-limit headers.
+fn openai() -> Ok200 {
+    let mut headers = ordinary().headers;
     for (k, v) in [
         ("x-ratelimit-limit-requests", "5000"),
         ("x-ratelimit-remaining-requests", "4999"),
@@ -134,6 +152,12 @@ fn overhead(c: &mut Criterion) {
             c,
             "metrics, prometheus, attempt scope",
             attempts.layer(plain()),
+        );
+        bench(c, "bare service, ordinary headers", ordinary());
+        bench(
+            c,
+            "metrics, prometheus, ordinary headers",
+            layer.layer(ordinary()),
         );
         bench(c, "bare service, openai rate-limit headers", openai());
         bench(

@@ -169,6 +169,9 @@
 //! - Rate-limit gauges come from whichever layer sees the response; with
 //!   both, the attempt layer sees every response and the gauges are the
 //!   freshest.
+//!
+//! The names are OpenTelemetry's *client* conventions; on a server (axum,
+//! tonic) record the server conventions with a server-side layer instead.
 
 mod cache;
 pub mod future;
