@@ -58,7 +58,7 @@ fn exported() -> Exported {
                 for path in ["/ok", "/limited"] {
                     let uri = format!("http://api.example.com{path}");
                     let req = Request::get(uri).body(()).unwrap();
-                    layer.layer(answer.clone()).oneshot(req).await.unwrap();
+                    layer.layer(answer).oneshot(req).await.unwrap();
                 }
             }
             let events = MetricsListener::new().events();
