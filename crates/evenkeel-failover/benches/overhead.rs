@@ -98,6 +98,15 @@ fn bench(c: &mut Criterion) {
             let mut svc = failover(Selection::PowerOfTwoChoices);
             b.iter_batched(make, |req| drive(&mut svc, req), BatchSize::SmallInput)
         });
+        group.bench_function("failover p2c, 2 tiers x 3, cloned per call", |b| {
+            // As under a retry layer, which clones its inner service per call.
+            let svc = failover(Selection::PowerOfTwoChoices);
+            b.iter_batched(
+                make,
+                |req| drive(&mut svc.clone(), req),
+                BatchSize::SmallInput,
+            )
+        });
         group.bench_function("failover round robin, 2 tiers x 3", |b| {
             let mut svc = failover(Selection::RoundRobin);
             b.iter_batched(make, |req| drive(&mut svc, req), BatchSize::SmallInput)

@@ -17,6 +17,7 @@ use crate::endpoint::{Entry, InFlight};
 use crate::error::NoEndpointAvailable;
 use crate::future::ResponseFuture;
 use crate::handle::FailoverHandle;
+use crate::outlier::Status;
 use crate::registry::{NO_TIER, Registry};
 use crate::select::{Pick, Skip};
 
@@ -29,10 +30,10 @@ use crate::select::{Pick, Skip};
 /// is safe to replay goes to the next available endpoint at once. See the
 /// [crate docs](crate) for every rule.
 ///
-/// Built by [`Failover::builder`]. Cheap to clone: clones share the
-/// endpoints' health, cooldowns and in-flight counts (each clone holds its
-/// own clone of each endpoint's service and readies it itself), so it needs
-/// no `Buffer`. Change the endpoint set at run time through
+/// Built by [`Failover::builder`]. Cheap to clone, without allocating:
+/// clones share the endpoints' health, cooldowns and in-flight counts, and
+/// each clone readies its own clones of the endpoint services it uses, so
+/// it needs no `Buffer`. Change the endpoint set at run time through
 /// [`handle`](Self::handle).
 ///
 /// Endpoint services receive `http::Request<ReplayBody<B>>`: the caller's
@@ -48,24 +49,60 @@ use crate::select::{Pick, Skip};
 pub struct Failover<S, C = HttpClassifier> {
     registry: Arc<Registry<S>>,
     classifier: C,
-    /// This clone's services, in the registry's order.
-    local: Vec<Local<S>>,
+    /// The endpoints, in routing order, as of `version`.
+    entries: Arc<[Arc<Entry<S>>]>,
     version: u64,
-    /// The local index of the endpoint readied by `poll_ready`.
-    ready: Option<usize>,
+    /// The endpoint service this clone readied or used last.
+    slot: Option<Held<S>>,
+    /// The other endpoint services this clone holds: ones that were busy
+    /// (kept so that they wake this clone when ready) and ones it moved
+    /// away from. Empty, and unallocated, in a fresh clone.
+    cache: Vec<Held<S>>,
+    /// Whether the service in `slot` is ready for a call.
+    ready: bool,
     /// Set by `poll_ready` when nothing can take the next request.
     reject: Option<NoEndpointAvailable>,
-    /// Per local index: 1 busy, 2 failed readiness, during one `poll_ready`.
-    scratch: Vec<u8>,
 }
 
-struct Local<S> {
+struct Held<S> {
     entry: Arc<Entry<S>>,
     service: S,
 }
 
-const BUSY: u8 = 1;
-const FAILED: u8 = 2;
+/// Marks on endpoints (by index) during one `poll_ready`.
+#[derive(Default)]
+struct Marks {
+    busy: u64,
+    failed: u64,
+    more: Vec<(usize, Skip)>,
+}
+
+impl Marks {
+    fn set(&mut self, i: usize, skip: Skip) {
+        match (i < 64, skip) {
+            (true, Skip::Busy) => self.busy |= 1 << i,
+            (true, _) => self.failed |= 1 << i,
+            (false, _) => self.more.push((i, skip)),
+        }
+    }
+
+    fn get(&self, i: usize) -> Skip {
+        if i < 64 {
+            if self.busy & (1 << i) != 0 {
+                Skip::Busy
+            } else if self.failed & (1 << i) != 0 {
+                Skip::Tried
+            } else {
+                Skip::No
+            }
+        } else {
+            self.more
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map_or(Skip::No, |(_, s)| *s)
+        }
+    }
+}
 
 impl<S> Failover<S> {
     /// A builder with the defaults: outlier ejection after 5 failures in a
@@ -79,17 +116,18 @@ impl<S> Failover<S> {
 
 impl<S: Clone, C> Failover<S, C> {
     pub(crate) fn from_registry(registry: Arc<Registry<S>>, classifier: C) -> Self {
-        let mut failover = Failover {
+        let version = registry.version();
+        let entries = registry.snapshot();
+        Failover {
             registry,
             classifier,
-            local: Vec::new(),
-            version: u64::MAX,
-            ready: None,
+            entries,
+            version,
+            slot: None,
+            cache: Vec::new(),
+            ready: false,
             reject: None,
-            scratch: Vec::new(),
-        };
-        failover.sync();
-        failover
+        }
     }
 
     /// The handle through which endpoints are added, removed, drained and
@@ -98,33 +136,50 @@ impl<S: Clone, C> Failover<S, C> {
         FailoverHandle::new(Arc::clone(&self.registry))
     }
 
-    /// Brings this clone's services in line with the registry.
+    /// Brings this clone's view of the endpoints in line with the registry,
+    /// and lets go of the services of endpoints that are gone.
     fn sync(&mut self) {
         self.registry.purge_drained();
         let version = self.registry.version();
         if version == self.version {
             return;
         }
-        let entries = self.registry.snapshot();
-        let ready_id = self.ready.take().map(|i| self.local[i].entry.meta.id);
-        let mut old = std::mem::take(&mut self.local);
-        let mut local = Vec::with_capacity(entries.len());
-        for entry in entries.iter() {
-            let service = match old.iter().position(|l| Arc::ptr_eq(&l.entry, entry)) {
-                Some(i) => old.swap_remove(i).service,
-                None => entry.service(),
-            };
-            if ready_id == Some(entry.meta.id) {
-                self.ready = Some(local.len());
-            }
-            local.push(Local {
-                entry: Arc::clone(entry),
-                service,
-            });
-        }
-        self.local = local;
-        self.scratch = vec![0; self.local.len()];
+        self.entries = self.registry.snapshot();
         self.version = version;
+        let entries = &self.entries;
+        let present = |held: &Held<S>| entries.iter().any(|e| Arc::ptr_eq(e, &held.entry));
+        if self.slot.as_ref().is_some_and(|held| !present(held)) {
+            self.slot = None;
+            self.ready = false;
+        }
+        self.cache.retain(present);
+    }
+
+    /// Puts the service of `entry` in the slot: the one already there, one
+    /// held in the cache, or a fresh clone.
+    fn hold(&mut self, entry: &Arc<Entry<S>>) {
+        if self
+            .slot
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(&held.entry, entry))
+        {
+            return;
+        }
+        let held = match self
+            .cache
+            .iter()
+            .position(|held| Arc::ptr_eq(&held.entry, entry))
+        {
+            Some(i) => self.cache.swap_remove(i),
+            None => Held {
+                entry: Arc::clone(entry),
+                service: entry.service(),
+            },
+        };
+        if let Some(previous) = self.slot.replace(held) {
+            self.cache.push(previous);
+        }
+        self.ready = false;
     }
 }
 
@@ -132,7 +187,7 @@ impl<S, C> Failover<S, C> {
     /// Notes the tier where traffic belongs; a return to a better tier is a
     /// failback.
     fn note_preferred(&self, index: usize) {
-        let meta = &self.local[index].entry.meta;
+        let meta = &self.entries[index].meta;
         let tier = u64::from(meta.tier);
         let active = &self.registry.active_tier;
         if active.load(Ordering::Relaxed) == tier {
@@ -150,36 +205,36 @@ impl<S, C> Failover<S, C> {
     }
 }
 
-impl<S: Clone, C: Clone> Clone for Failover<S, C> {
+impl<S, C: Clone> Clone for Failover<S, C> {
+    /// A clone sharing everything but readiness: it holds no endpoint
+    /// service until its first `poll_ready`.
     fn clone(&self) -> Self {
         Failover {
             registry: Arc::clone(&self.registry),
             classifier: self.classifier.clone(),
-            local: self
-                .local
-                .iter()
-                .map(|l| Local {
-                    entry: Arc::clone(&l.entry),
-                    service: l.service.clone(),
-                })
-                .collect(),
+            entries: Arc::clone(&self.entries),
             version: self.version,
-            ready: None,
+            slot: None,
+            cache: Vec::new(),
+            ready: false,
             reject: None,
-            scratch: vec![0; self.local.len()],
         }
     }
 }
 
 impl<S, C: fmt::Debug> fmt::Debug for Failover<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.local.iter().map(|l| &*l.entry.meta.name).collect();
+        let names: Vec<&str> = self.entries.iter().map(|e| &*e.meta.name).collect();
         f.debug_struct("Failover")
             .field("endpoints", &names)
             .field("classifier", &self.classifier)
             .field(
                 "ready",
-                &self.ready.map(|i| &*self.local[i].entry.meta.name),
+                &self
+                    .slot
+                    .as_ref()
+                    .filter(|_| self.ready)
+                    .map(|held| &*held.entry.meta.name),
             )
             .finish_non_exhaustive()
     }
@@ -201,52 +256,55 @@ where
         self.sync();
         self.reject = None;
         let now = self.registry.lazy_now();
-        if let Some(i) = self.ready {
-            let meta = &self.local[i].entry.meta;
+        if self.ready {
+            let held = self.slot.as_ref().expect("a readied service is held");
             if matches!(
-                self.registry.status(meta, &now),
-                crate::outlier::Status::Available { .. }
+                self.registry.status(&held.entry.meta, &now),
+                Status::Available { .. }
             ) {
                 return Poll::Ready(Ok(()));
             }
-            // Readied, but no longer a place to send to. Keeping it
-            // readied is harmless; it is simply not used.
-            self.ready = None;
+            // Readied, but no longer a place to send to. It stays held,
+            // readied, and is simply not used.
+            self.ready = false;
         }
-        self.scratch.iter_mut().for_each(|s| *s = 0);
+        let mut marks = Marks::default();
         loop {
-            let scratch = &self.scratch;
-            let selected = self.registry.select(
-                &self.local,
-                |l| &l.entry.meta,
-                |i, _| match scratch[i] {
-                    BUSY => Skip::Busy,
-                    FAILED => Skip::Tried,
-                    _ => Skip::No,
-                },
-                &now,
-            );
+            let selected =
+                self.registry
+                    .select(&self.entries, |e| &e.meta, |i, _| marks.get(i), &now);
             if let Some(preferred) = selected.preferred {
                 self.note_preferred(preferred);
             }
             match selected.pick {
-                Pick::One(i) => match self.local[i].service.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.ready = Some(i);
-                        return Poll::Ready(Ok(()));
+                Pick::One(i) => {
+                    let held_already = self
+                        .slot
+                        .as_ref()
+                        .is_some_and(|held| Arc::ptr_eq(&held.entry, &self.entries[i]));
+                    if !held_already {
+                        let entry = Arc::clone(&self.entries[i]);
+                        self.hold(&entry);
                     }
-                    Poll::Pending => self.scratch[i] = BUSY,
-                    Poll::Ready(Err(error)) => {
-                        // A service that failed readiness may not be used
-                        // again: take a fresh clone, and count the failure.
-                        let error: BoxError = error.into();
-                        let outcome = self.classifier.classify_error(&*error);
-                        let local = &mut self.local[i];
-                        self.registry.record(&local.entry.meta, &outcome, now.get());
-                        local.service = local.entry.service();
-                        self.scratch[i] = FAILED;
+                    let held = self.slot.as_mut().expect("held just now");
+                    match held.service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.ready = true;
+                            return Poll::Ready(Ok(()));
+                        }
+                        Poll::Pending => marks.set(i, Skip::Busy),
+                        Poll::Ready(Err(error)) => {
+                            // A service that failed readiness may not be
+                            // used again: drop it (the next use clones a
+                            // fresh one), and count the failure.
+                            let error: BoxError = error.into();
+                            let outcome = self.classifier.classify_error(&*error);
+                            self.registry.record(&held.entry.meta, &outcome, now.get());
+                            self.slot = None;
+                            marks.set(i, Skip::Tried);
+                        }
                     }
-                },
+                }
                 Pick::Busy => return Poll::Pending,
                 Pick::None { cooling_until } => {
                     let until = (cooling_until != 0).then(|| self.registry.instant(cooling_until));
@@ -265,11 +323,12 @@ where
                 self.classifier.clone(),
             );
         }
-        let i = self
-            .ready
-            .take()
-            .expect("Failover::call before poll_ready returned Ready");
-        let guard = InFlight::new(Arc::clone(&self.local[i].entry.meta));
+        assert!(
+            std::mem::take(&mut self.ready),
+            "Failover::call before poll_ready returned Ready"
+        );
+        let held = self.slot.as_mut().expect("a readied service is held");
+        let guard = InFlight::new(Arc::clone(&held.entry.meta));
         let (parts, body) = request.into_parts();
         let mut replay = Replay::new(body, self.registry.config.replay_cap);
         let first = replay
@@ -277,11 +336,9 @@ where
             .expect("a new replay always yields its first body");
         // The request head is kept only when another endpoint could take
         // it: it is what a failover resends.
-        let kept = (self.local.len() > 1 && self.registry.config.max_attempts != Some(1))
+        let kept = (self.entries.len() > 1 && self.registry.config.max_attempts != Some(1))
             .then(|| parts.clone());
-        let future = self.local[i]
-            .service
-            .call(Request::from_parts(parts, first));
+        let future = held.service.call(Request::from_parts(parts, first));
         ResponseFuture::new(
             future,
             Arc::clone(&self.registry),

@@ -41,9 +41,10 @@ impl<B> Service<Request<B>> for Ok200 {
     }
 }
 
-/// Allocations per call, over `requests`.
-fn per_call(requests: Vec<Request<Full<Bytes>>>) -> f64 {
-    let mut lb = Failover::builder()
+/// Allocations per call, over `requests`; with `clone_each`, each request
+/// goes through a fresh clone of the balancer, as under a retry layer.
+fn per_call(requests: Vec<Request<Full<Bytes>>>, clone_each: bool) -> f64 {
+    let mut original = Failover::builder()
         .endpoints((0..6).map(|i| Endpoint::new(format!("e{i}"), Ok200).tier(i / 3)))
         .build()
         .unwrap();
@@ -51,7 +52,14 @@ fn per_call(requests: Vec<Request<Full<Bytes>>>) -> f64 {
     let n = requests.len();
     let allocations = allocations_while(|| {
         for request in requests {
-            assert!(Service::<Request<Full<Bytes>>>::poll_ready(&mut lb, &mut cx).is_ready());
+            let mut clone;
+            let lb = if clone_each {
+                clone = original.clone();
+                &mut clone
+            } else {
+                &mut original
+            };
+            assert!(Service::<Request<Full<Bytes>>>::poll_ready(lb, &mut cx).is_ready());
             let future = pin!(lb.call(request));
             match future.poll(&mut cx) {
                 Poll::Ready(Ok(response)) => drop(response),
@@ -80,21 +88,28 @@ fn typical() -> Request<Full<Bytes>> {
 fn the_healthy_path_allocates_only_the_kept_request_head() {
     let _profiler = dhat::Profiler::builder().testing().build();
 
-    // A request with a static URI and no headers: nothing allocated.
-    let none = per_call((0..1000).map(|_| bare()).collect());
-    assert!(none < 0.01, "{none} per call");
+    // A request with a static URI and no headers: nothing allocated, even
+    // through a fresh clone of the balancer each time.
+    for clone_each in [false, true] {
+        let none = per_call((0..1000).map(|_| bare()).collect(), clone_each);
+        assert!(none < 0.01, "{none} per call (clone each: {clone_each})");
+    }
 
     // A typical request: the copy of its head kept for a failover is the
     // only allocation (the header map, and sharing the URI's bytes).
     let (parts, _) = typical().into_parts();
     let head = allocations_while(|| drop(parts.clone())) as f64;
     assert!(head > 0.0);
-    let per_call = per_call((0..1000).map(|_| typical()).collect());
-    // dhat counts every thread: allow for a stray allocation of the test
-    // harness's own (a few in a thousand calls), not for one per call.
-    assert!(
-        (per_call - head).abs() < 0.01,
-        "only the copy of the request head allocates: {per_call} per call, {head} for the copy"
-    );
-    println!("allocations per call: {per_call} (the request head copy)");
+    for clone_each in [false, true] {
+        let per_call = per_call((0..1000).map(|_| typical()).collect(), clone_each);
+        // dhat counts every thread: allow for a stray allocation of the
+        // test harness's own (a few in a thousand calls), not for one per
+        // call.
+        assert!(
+            (per_call - head).abs() < 0.01,
+            "only the copy of the request head allocates: {per_call} per call, \
+             {head} for the copy (clone each: {clone_each})"
+        );
+        println!("allocations per call: {per_call} (clone each: {clone_each})");
+    }
 }
