@@ -151,6 +151,9 @@ pub(crate) struct Meta {
     pub(crate) times_ejected: AtomicU32,
     /// When the endpoint last came back from an ejection (ticks); 0 never.
     pub(crate) readmitted_at: AtomicU64,
+    /// Whether the endpoint is (or, once its ejection ends, will be)
+    /// ramping up.
+    pub(crate) ramping: AtomicBool,
     /// The health check's probe count when the endpoint was ejected.
     pub(crate) probe_mark: AtomicU64,
     /// A server-directed cooldown from a 429 or 503 with a wait (ticks).
@@ -184,6 +187,7 @@ impl Meta {
             ejected_until: AtomicU64::new(0),
             times_ejected: AtomicU32::new(0),
             readmitted_at: AtomicU64::new(0),
+            ramping: AtomicBool::new(false),
             probe_mark: AtomicU64::new(0),
             cooling_until: AtomicU64::new(0),
             draining: AtomicBool::new(false),

@@ -81,23 +81,32 @@ impl<S> Registry<S> {
             self.report(m, EndpointState::Ejected, now);
             return Status::Down;
         }
+        let passive = m.cooling_until.load(Ordering::Relaxed);
+        if passive != 0 && passive <= now.get() {
+            // Over: forget it, so that the clock need not be read for this
+            // endpoint again.
+            let _ =
+                m.cooling_until
+                    .compare_exchange(passive, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
         let cooling = self.cooling_until(m);
         if cooling != 0 && cooling > now.get().saturating_add(self.config.threshold_ticks) {
             self.report(m, EndpointState::CoolingDown, now);
             return Status::Cooling { until: cooling };
         }
         self.report(m, EndpointState::Healthy, now);
-        let ramp = self.config.ramp_ticks;
-        if ramp > 0 {
+        if m.ramping.load(Ordering::Relaxed) {
+            let ramp = self.config.ramp_ticks;
             let since = m.readmitted_at.load(Ordering::Relaxed);
-            if since != 0 {
-                let now = now.get();
-                if now >= since && now - since < ramp {
-                    let share = (now - since) as f64 / ramp as f64;
-                    return Status::Available {
-                        ramp: Some(share.max(0.1)),
-                    };
-                }
+            let now = now.get();
+            if now >= since && now - since < ramp {
+                let share = (now - since) as f64 / ramp as f64;
+                return Status::Available {
+                    ramp: Some(share.max(0.1)),
+                };
+            }
+            if now >= since {
+                m.ramping.store(false, Ordering::Relaxed);
             }
         }
         Status::Available { ramp: None }
@@ -137,6 +146,9 @@ impl<S> Registry<S> {
             let since = m.readmitted_at.load(Ordering::Relaxed);
             if since == 0 || since > now {
                 m.readmitted_at.store(now, Ordering::Relaxed);
+            }
+            if self.config.ramp_ticks > 0 {
+                m.ramping.store(true, Ordering::Relaxed);
             }
             #[cfg(feature = "tracing")]
             tracing::info!(endpoint = &*m.name, "endpoint readmitted");
@@ -285,6 +297,7 @@ impl<S> Registry<S> {
         m.times_ejected
             .store(u32::try_from(times).unwrap_or(u32::MAX), Ordering::Relaxed);
         m.readmitted_at.store(until, Ordering::Relaxed);
+        m.ramping.store(config.ramp_ticks > 0, Ordering::Relaxed);
         m.probe_mark.store(
             m.health.as_ref().map_or(0, |h| h.probes()),
             Ordering::Relaxed,
