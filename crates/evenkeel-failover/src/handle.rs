@@ -143,6 +143,27 @@ impl<S> FailoverHandle<S> {
     /// `tokio::spawn(handle.discover(stream))`.
     ///
     /// Returns the stream's first error, or `Ok` when it ends.
+    ///
+    /// ```
+    /// use evenkeel_failover::{Endpoint, Failover};
+    /// use tower::discover::Change;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let region = tower::service_fn(|_: http::Request<evenkeel_core::body::ReplayBody<String>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # });
+    /// let failover = Failover::builder().build().unwrap();
+    /// let changes = futures_util::stream::iter([
+    ///     Ok::<_, std::convert::Infallible>(Change::Insert("eu", Endpoint::new("eu-west", region.clone()))),
+    ///     Ok(Change::Insert("us", Endpoint::new("us-east", region).tier(1))),
+    ///     Ok(Change::Remove("eu")),
+    /// ]);
+    /// failover.handle().discover(changes).await.unwrap();
+    /// let names: Vec<String> = failover.handle().endpoints().into_iter().map(|e| e.name).collect();
+    /// assert_eq!(names, ["us-east"]);
+    /// # }
+    /// ```
     pub async fn discover<D>(self, discover: D) -> Result<(), BoxError>
     where
         D: Discover<Service = Endpoint<S>>,

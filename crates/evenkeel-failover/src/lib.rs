@@ -20,10 +20,14 @@
 //!   it was ejected, at most 300 s, plus up to 10 % jitter. Endpoint
 //!   failures are what [`Outcome::is_endpoint_failure`] says: connect, DNS
 //!   and TLS failures, resets, timeouts, 5xx and 529 — never a 429, a 4xx or
-//!   a local rejection. A certificate failure ejects at once: it will fail
-//!   the same way until someone fixes the certificate. The last endpoint
-//!   up is never ejected, and when every endpoint is down the balancer
-//!   fails open to the best tier's ejected ones (Envoy's panic mode).
+//!   a local rejection. A connect failure (DNS, refused, connect timeout,
+//!   TLS handshake) ejects at once by default
+//!   ([`connect_failures`](FailoverBuilder::connect_failures)): the route is
+//!   down, and every request would pay for the attempt. A certificate
+//!   failure always ejects at once: it fails the same way until someone
+//!   fixes the certificate. The last endpoint up is never ejected, and when
+//!   every endpoint is down the balancer fails open to the best tier's
+//!   ejected ones (Envoy's panic mode).
 //! - **Rate-limit awareness.** An endpoint is skipped while it is in a
 //!   cooldown that ends more than 500 ms away: its quota's
 //!   [`Cooldown`](evenkeel_core::cooldown::Cooldown) (the quota layer's
