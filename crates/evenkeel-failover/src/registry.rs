@@ -132,7 +132,10 @@ impl<S> Registry<S> {
 
     /// The instant `ticks` stands for.
     pub(crate) fn instant(&self, ticks: u64) -> Instant {
-        self.epoch + Duration::from_nanos(ticks.saturating_sub(1))
+        // A server can ask for an absurd wait; saturate rather than panic.
+        const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+        let after = Duration::from_nanos(ticks.saturating_sub(1)).min(FAR);
+        self.epoch.checked_add(after).unwrap_or(self.epoch)
     }
 
     pub(crate) fn snapshot(&self) -> Arc<[Arc<Entry<S>>]> {

@@ -137,3 +137,27 @@ async fn when_every_endpoint_cools_down_the_call_fails_with_the_wait() {
     sleep(Duration::from_secs(30)).await;
     assert_eq!(serve_n(&mut lb, 1).await, ["only"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_wait_is_honoured_without_overflowing() {
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .build()
+        .unwrap();
+    primary.answer(with_header(429, "retry-after", "18446744073709551615"));
+    assert_eq!(serve_n(&mut lb, 3).await, ["backup"; 3]);
+    let status = lb.handle().endpoint("primary").unwrap();
+    assert_eq!(status.state, EndpointState::CoolingDown);
+    assert!(status.cooling_until.unwrap() > Instant::now() + Duration::from_secs(3600));
+
+    // The only endpoint, cooling down for ever: the error says so without
+    // panicking.
+    let only = Upstream::new("only");
+    let mut lb = balancer([only.endpoint()]).build().unwrap();
+    only.answer(with_header(429, "retry-after-ms", "99999999999999999999"));
+    let _ = send(&mut lb, get("g1")).await.unwrap();
+    if let Err(err) = send(&mut lb, get("g2")).await {
+        assert!(err.to_string().contains("no endpoint available"), "{err}");
+    }
+}

@@ -410,6 +410,11 @@ fn builders_name_the_field_at_fault() {
         .unwrap_err();
     assert_eq!(err.field(), "interval");
     let err = HealthCheck::builder(probe())
+        .interval(Duration::MAX)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "interval");
+    let err = HealthCheck::builder(probe())
         .healthy_threshold(0)
         .build()
         .unwrap_err();

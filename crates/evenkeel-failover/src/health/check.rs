@@ -182,11 +182,24 @@ impl HealthCheckBuilder {
 
     /// Validates the settings.
     pub fn build(self) -> Result<HealthCheck, ConfigError> {
-        if self.interval.is_zero() {
-            return Err(ConfigError::new("interval", "must be longer than zero"));
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if self.interval.is_zero() || self.interval > DAY {
+            return Err(ConfigError::new(
+                "interval",
+                format!(
+                    "must be longer than zero and at most a day, got {:?}",
+                    self.interval
+                ),
+            ));
         }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be longer than zero"));
+        if self.timeout.is_zero() || self.timeout > DAY {
+            return Err(ConfigError::new(
+                "timeout",
+                format!(
+                    "must be longer than zero and at most a day, got {:?}",
+                    self.timeout
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(ConfigError::new(
@@ -318,6 +331,7 @@ impl State {
 }
 
 async fn run(state: Arc<State>, mut check: HealthCheck) {
+    // The builder bounds the interval to a day and the jitter to 1.
     let spread = check.interval.mul_f64(check.jitter);
     tokio::time::sleep(check.rng.between(Duration::ZERO, spread)).await;
     loop {
@@ -326,7 +340,9 @@ async fn run(state: Arc<State>, mut check: HealthCheck) {
             Err(_) => Err(TimedOut::after(check.timeout).into()),
         };
         state.record(result);
-        let wait = check.interval + check.rng.between(Duration::ZERO, spread);
+        let wait = check
+            .interval
+            .saturating_add(check.rng.between(Duration::ZERO, spread));
         tokio::time::sleep(wait).await;
     }
 }
