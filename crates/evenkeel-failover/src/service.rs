@@ -130,12 +130,6 @@ impl<S: Clone, C> Failover<S, C> {
         }
     }
 
-    /// The handle through which endpoints are added, removed, drained and
-    /// watched. Shared by every clone.
-    pub fn handle(&self) -> FailoverHandle<S> {
-        FailoverHandle::new(Arc::clone(&self.registry))
-    }
-
     /// Brings this clone's view of the endpoints in line with the registry,
     /// and lets go of the services of endpoints that are gone.
     fn sync(&mut self) {
@@ -184,6 +178,12 @@ impl<S: Clone, C> Failover<S, C> {
 }
 
 impl<S, C> Failover<S, C> {
+    /// The handle through which endpoints are added, removed, drained and
+    /// watched. Shared by every clone.
+    pub fn handle(&self) -> FailoverHandle<S> {
+        FailoverHandle::new(Arc::clone(&self.registry))
+    }
+
     /// Notes the tier where traffic belongs; a return to a better tier is a
     /// failback.
     fn note_preferred(&self, index: usize) {
