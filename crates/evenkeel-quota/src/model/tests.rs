@@ -635,6 +635,49 @@ async fn policies_of_one_resource_are_separate_quotas() {
     assert!(short.until - Instant::now() > Duration::from_secs(60));
 }
 
+#[tokio::test(start_paused = true)]
+async fn requests_sent_together_may_overtake_each_other() {
+    let mut model = KeyModel::new(&[], Instant::now());
+    let q = |remaining| gradual(Resource::Requests, 5, remaining, Duration::from_secs(60));
+    let probe = reserve(&mut model).unwrap();
+    settle(&mut model, &probe, [q(4)]);
+    let burst = drain(&mut model);
+    assert_eq!(burst.len(), 4);
+    // The server decides the burst in reverse, and the first answer to
+    // arrive is from the request it decided first: it reports 3 left.
+    settle(&mut model, &burst[3], [q(3)]);
+    // The three others may be decided after it: nothing is left.
+    assert!(reserve(&mut model).is_err());
+    settle(&mut model, &burst[1], [q(1)]);
+    settle(&mut model, &burst[2], [q(2)]);
+    assert!(reserve(&mut model).is_err());
+    settle(&mut model, &burst[0], [q(0)]);
+    assert!(reserve(&mut model).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proven_reorder_widens_the_concurrency_window() {
+    let mut model = KeyModel::new(&[], Instant::now());
+    let q = |remaining| gradual(Resource::Requests, 10, remaining, Duration::from_secs(60));
+    let probe = reserve(&mut model).unwrap();
+    settle(&mut model, &probe, [q(9)]);
+    let a = reserve(&mut model).unwrap();
+    advance(ms(3)).await;
+    let b = reserve(&mut model).unwrap();
+    // Sent 3 ms apart, decided in reverse: b (8 left), then a (7 left).
+    settle(&mut model, &a, [q(7)]);
+    // b's reading, applied by send order, would say 8 are left; it proves
+    // the reorder instead, and only lowers the estimate: 6 (b counted twice,
+    // one below the truth, never above).
+    settle(&mut model, &b, [q(8)]);
+    assert_eq!(drain(&mut model).len(), 6);
+    assert!(model.reorder >= ms(4));
+    // Forgotten after a while without another proof.
+    advance(REORDER_MEMORY + ms(1)).await;
+    let _ = reserve(&mut model);
+    assert_eq!(model.reorder, REORDER_SLACK);
+}
+
 #[test]
 fn durations_saturate() {
     assert_eq!(duration(f64::NAN), Duration::ZERO);
