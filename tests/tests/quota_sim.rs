@@ -250,3 +250,10 @@ async fn token_quota_with_varying_costs() {
         .run_until(compare(Dialect::OpenAi, Tokens::Varying, 0.01))
         .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_token_quota_with_varying_costs() {
+    local()
+        .run_until(compare(Dialect::Anthropic, Tokens::Varying, 0.05))
+        .await;
+}

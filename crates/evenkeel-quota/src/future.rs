@@ -186,8 +186,11 @@ where
                     }
                     // Others are ahead (or the probe is out): fail at once
                     // if everything queued, and this, cannot fit in time.
-                    let demand = adm.entry.gate.lock().demand_with(this.cost);
-                    if let Some(short) = adm.shared.store.estimate(&adm.entry.key, &demand, now)
+                    let ahead = adm.entry.gate.lock().ahead();
+                    if let Some(short) =
+                        adm.shared
+                            .store
+                            .estimate(&adm.entry.key, this.cost, &ahead, now)
                         && past(*this.give_up, short.until)
                     {
                         this.state.set(State::Done);
@@ -231,8 +234,10 @@ where
                     }
                     if this.give_up.is_some_and(|g| now >= g) {
                         let short = this.short.take().or_else(|| {
-                            let demand = adm.entry.gate.lock().demand_with(this.cost);
-                            adm.shared.store.estimate(&adm.entry.key, &demand, now)
+                            let ahead = adm.entry.gate.lock().ahead();
+                            adm.shared
+                                .store
+                                .estimate(&adm.entry.key, this.cost, &ahead, now)
                         });
                         this.state.set(State::Done);
                         return Poll::Ready(Err(adm.reject(short.as_ref(), now)));

@@ -250,15 +250,14 @@ impl Gate {
         })
     }
 
-    /// The cost of everything queued, plus `cost`.
-    pub(crate) fn demand_with(&self, cost: &Cost) -> Cost {
+    /// The cost of everything queued.
+    pub(crate) fn ahead(&self) -> Cost {
         let q = &self.queued_cost;
-        let own = cost.fields();
         Cost::new()
-            .with_requests(q[0].saturating_add(own[0]))
-            .with_tokens(q[1].saturating_add(own[1]))
-            .with_input_tokens(q[2].saturating_add(own[2]))
-            .with_output_tokens(q[3].saturating_add(own[3]))
+            .with_requests(q[0])
+            .with_tokens(q[1])
+            .with_input_tokens(q[2])
+            .with_output_tokens(q[3])
     }
 
     /// Queues a request at the back (or at the front: a request that was
@@ -383,7 +382,7 @@ mod tests {
         assert!(gate.leave(a, m).is_some(), "b is the new head");
         assert_eq!(m.load(Ordering::Relaxed), 1);
         assert_eq!(gate.turn(b, now, t, waker), Turn::Go { probe: false });
-        assert_eq!(gate.demand_with(&Cost::new()).requests(), 2);
+        assert_eq!(gate.ahead().requests(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -219,28 +219,10 @@ impl KeyModel {
         params: &Params,
     ) -> Result<Ticket, Shortage> {
         self.advance(now, params);
-        if let Some((until, resource)) = &self.cooldown {
-            return Err(Shortage::new(*until, resource.clone(), true));
+        if let Some(short) = self.reserve_wait(cost, now) {
+            return Err(short);
         }
         let fields = cost.fields();
-        let mut worst: Option<(Duration, &Resource)> = None;
-        let mut note = |wait: Duration, resource| {
-            if !wait.is_zero() && worst.is_none_or(|(w, _)| wait > w) {
-                worst = Some((wait, resource));
-            }
-        };
-        for d in &self.declared {
-            note(d.time_until(fields[d.field]), &d.resource);
-        }
-        for d in &self.learned {
-            note(
-                d.time_until(fields[d.field], self.cum[d.field], now),
-                &d.resource,
-            );
-        }
-        if let Some((wait, resource)) = worst {
-            return Err(Shortage::new(now + wait, resource.clone(), false));
-        }
         for d in &mut self.declared {
             d.tokens -= fields[d.field] as f64;
         }
@@ -268,17 +250,46 @@ impl KeyModel {
         })
     }
 
-    /// When `cost`, queued behind nothing, is expected to fit: `None` if it
-    /// fits now. Unlike [`reserve`](Self::reserve), a cost larger than a
-    /// dimension's capacity counts the refills it needs.
+    /// What is short for admitting `cost` now (the model advanced to now).
+    fn reserve_wait(&self, cost: &Cost, now: Instant) -> Option<Shortage> {
+        if let Some((until, resource)) = &self.cooldown {
+            return Some(Shortage::new(*until, resource.clone(), true));
+        }
+        let fields = cost.fields();
+        let mut worst: Option<(Duration, &Resource)> = None;
+        let mut note = |wait: Duration, resource| {
+            if !wait.is_zero() && worst.is_none_or(|(w, _)| wait > w) {
+                worst = Some((wait, resource));
+            }
+        };
+        for d in &self.declared {
+            note(d.time_until(fields[d.field]), &d.resource);
+        }
+        for d in &self.learned {
+            note(
+                d.time_until(fields[d.field], self.cum[d.field], now),
+                &d.resource,
+            );
+        }
+        worst.map(|(wait, resource)| Shortage::new(now + wait, resource.clone(), false))
+    }
+
+    /// When `cost`, queued behind `ahead`, is expected to fit: `None` if
+    /// nothing certain says it must wait. Certain are a cooldown and the
+    /// declared quotas (with the queue ahead: their rates are exact); a
+    /// learned quota counts only for `cost` itself, and only up to its reset
+    /// (the server's word), as its learned rate is a lower bound, not an
+    /// expectation.
     pub(crate) fn estimate(
         &mut self,
         cost: &Cost,
+        ahead: &Cost,
         now: Instant,
         params: &Params,
     ) -> Option<Shortage> {
         self.advance(now, params);
         let fields = cost.fields();
+        let queued = ahead.fields();
         let mut worst: Option<(Duration, &Resource, bool)> = None;
         if let Some((until, resource)) = &self.cooldown {
             worst = Some((until.saturating_duration_since(now), resource, true));
@@ -289,10 +300,13 @@ impl KeyModel {
             }
         };
         for d in &self.declared {
-            note(d.eta(fields[d.field]), &d.resource);
+            let need = fields[d.field].saturating_add(queued[d.field]);
+            note(d.eta(need), &d.resource);
         }
         for d in &self.learned {
-            note(d.eta(fields[d.field], self.cum[d.field], now), &d.resource);
+            let wait = d.time_until(fields[d.field], self.cum[d.field], now);
+            let by_reset = d.full_at.map_or(wait, |f| f.saturating_duration_since(now));
+            note(wait.min(by_reset), &d.resource);
         }
         worst
             .map(|(wait, resource, cooldown)| Shortage::new(now + wait, resource.clone(), cooldown))
@@ -434,11 +448,12 @@ impl KeyModel {
     /// When the key has room for one request (and a token, where tokens are
     /// metered): `None` when it has room now.
     pub(crate) fn room_at(&mut self, now: Instant, params: &Params) -> Option<Instant> {
+        self.advance(now, params);
         let probe = Cost::new()
             .with_tokens(1)
             .with_input_tokens(1)
             .with_output_tokens(1);
-        self.estimate(&probe, now, params).map(|s| s.until)
+        self.reserve_wait(&probe, now).map(|s| s.until)
     }
 
     pub(crate) fn cooldown_until(&self) -> Option<Instant> {
@@ -477,6 +492,35 @@ fn exhausted(limits: &RateLimits) -> Option<Resource> {
         .iter()
         .find(|q| q.is_exhausted() && field_of(&q.resource).is_some())
         .map(|q| q.resource.clone())
+}
+
+/// The highest value noted in the current period or the previous one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    current: f64,
+    previous: f64,
+    since: Option<Instant>,
+}
+
+impl Recent {
+    /// How long a period lasts.
+    const PERIOD: Duration = Duration::from_secs(30);
+
+    fn note(&mut self, value: f64, now: Instant) {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= Self::PERIOD {
+            self.previous = self.current;
+            self.current = 0.0;
+            self.since = Some(now);
+        }
+        if value > self.current {
+            self.current = value;
+        }
+    }
+
+    fn get(&self) -> f64 {
+        self.current.max(self.previous)
+    }
 }
 
 /// A declared quota: a local token bucket.
@@ -588,6 +632,11 @@ struct Learned {
     base_cum: u64,
     /// The learned refill rate (a lower bound; 0 when unknown).
     rate: f64,
+    /// The best recent lower bounds of the rate: from the reset field, from
+    /// observation. Each reading gives a valid bound, but a loose one when
+    /// the bucket was full meanwhile (refill is lost then); the best of the
+    /// last minute is the tightest.
+    bounds: [Recent; 2],
     /// The newest reading applied.
     seq: u64,
     /// The reading applied: when its request was sent, what it reported
@@ -616,6 +665,7 @@ impl Learned {
             window: Duration::ZERO,
             base_cum: 0,
             rate: 0.0,
+            bounds: [Recent::default(); 2],
             seq: 0,
             applied: None,
             anchors: VecDeque::new(),
@@ -718,6 +768,7 @@ impl Learned {
         if self.seq > 0 && limit.is_some() && limit != self.limit {
             // The limit changed (a new tier, a different model): start over.
             self.rate = 0.0;
+            self.bounds = [Recent::default(); 2];
             self.anchors.clear();
         }
         self.limit = limit.or(self.limit);
@@ -730,19 +781,19 @@ impl Learned {
             .saturating_add(s.overtaken) as f64;
         let available = remaining as f64 - in_flight;
 
-        // The refill rate: the best lower bound this reading gives.
-        let mut bound: Option<f64> = None;
+        // The refill rate: the better of the latest lower bound from the
+        // reset field and the latest from observation.
         if self.replenish == Replenish::Gradual
             && let (Some(l), Some(at)) = (limit, reset_at)
         {
             let span = secs(at.saturating_duration_since(ticket.at));
             if span > 0.0 && l > remaining + 1 {
-                bound = Some((l - remaining - 1) as f64 / span);
+                self.bounds[0].note((l - remaining - 1) as f64 / span, s.now);
             }
         }
         if s.observable {
             if let Some(observed) = self.observe(ticket, remaining as f64, s) {
-                bound = Some(bound.map_or(observed, |b| b.max(observed)));
+                self.bounds[1].note(observed, s.now);
             }
             self.push_anchor(Anchor {
                 seq: ticket.seq,
@@ -752,9 +803,7 @@ impl Learned {
                 reset_at,
             });
         }
-        if let Some(rate) = bound {
-            self.rate = rate.max(0.0);
-        }
+        self.rate = self.bounds[0].get().max(self.bounds[1].get());
 
         self.window = q
             .window
@@ -880,34 +929,6 @@ impl Learned {
         } else {
             best
         }
-    }
-
-    /// How long until `need` fits, counting the refills a large `need`
-    /// takes.
-    fn eta(&self, need: u64, cum_now: u64, now: Instant) -> Duration {
-        if need == 0 || self.tokens + EPSILON >= need as f64 {
-            return Duration::ZERO;
-        }
-        let need = need as f64;
-        let mut best = if self.refill > 0.0 {
-            duration((need - self.tokens) / self.refill)
-        } else {
-            MAX_WAIT
-        };
-        if let Some(full_at) = self.full_at {
-            let target = self.capacity - cum_now.saturating_sub(self.base_cum) as f64;
-            let short = need - target;
-            let at = if short <= EPSILON {
-                full_at.saturating_duration_since(now)
-            } else if self.capacity >= 1.0 {
-                let windows = (short / self.capacity).ceil();
-                full_at.saturating_duration_since(now) + duration(windows * secs(self.window))
-            } else {
-                MAX_WAIT
-            };
-            best = best.min(at);
-        }
-        best.min(MAX_WAIT)
     }
 
     fn refund(&mut self, cost: u64) {

@@ -101,8 +101,14 @@ impl QuotaStore for MemoryStore {
         )
     }
 
-    fn estimate(&self, key: &MemoryKey, cost: &Cost, now: Instant) -> Option<Shortage> {
-        key.0.lock().estimate(cost, now, &self.inner.params)
+    fn estimate(
+        &self,
+        key: &MemoryKey,
+        cost: &Cost,
+        ahead: &Cost,
+        now: Instant,
+    ) -> Option<Shortage> {
+        key.0.lock().estimate(cost, ahead, now, &self.inner.params)
     }
 
     fn release(&self, key: &MemoryKey, ticket: MemoryTicket, sent: bool, now: Instant) {

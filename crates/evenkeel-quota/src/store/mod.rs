@@ -91,9 +91,18 @@ pub trait QuotaStore: fmt::Debug + Send + Sync + 'static {
     /// takes it from all of them, or takes nothing and says what is short.
     fn reserve(&self, key: &Self::Key, cost: &Cost, now: Instant) -> Self::Reserve;
 
-    /// When `cost` is expected to fit, queued behind nothing: `None` when it
-    /// fits now. Used to fail fast; may be approximate.
-    fn estimate(&self, key: &Self::Key, cost: &Cost, now: Instant) -> Option<Shortage>;
+    /// When `cost`, queued behind requests costing `ahead` in all, is
+    /// expected to fit: `None` when nothing says it must wait. Used to fail
+    /// a request early, so it should count only what is certain (a
+    /// cooldown, exact rates): a request whose wait is uncertain waits, and
+    /// fails when its wait runs past its deadline or the cap.
+    fn estimate(
+        &self,
+        key: &Self::Key,
+        cost: &Cost,
+        ahead: &Cost,
+        now: Instant,
+    ) -> Option<Shortage>;
 
     /// Gives back a reservation whose response will never be settled.
     /// `sent` says whether the request may have reached the server (its cost
