@@ -1,0 +1,123 @@
+//! Tower middleware that keeps API clients steady when the API pushes back:
+//! retry that obeys the server's wait, pacing before the 429, adaptive
+//! concurrency, failover to a backup, and metrics that show all of it.
+//!
+//! # Overview
+//!
+//! Clients of busy APIs (LLM APIs above all) fail in three typical ways:
+//! the connection never happens (DNS, refused, connect timeout), TLS fails
+//! (`CERTIFICATE_VERIFY_FAILED` at a proxy), or the server pushes back
+//! (`429` with `Retry-After`, `503`, Anthropic's `529`). evenkeel answers
+//! each with a tower layer, and [`Preset`] puts them all together in the
+//! right order:
+//!
+//! | layer | crate | does |
+//! |---|---|---|
+//! | metrics per call | [`metrics`] | OpenTelemetry HTTP client metrics, what the caller sees |
+//! | total deadline + retry | [`retry`] | waits `max(backoff, Retry-After)`, a budget caps retries at 20 % of load, never duplicates a POST that may have been processed |
+//! | metrics per attempt | [`metrics`] | attempts vs calls: the retry amplification |
+//! | failover | [`failover`] | primary first, backups in order; ejects failing endpoints, routes around rate-limited ones, resends never-sent requests at once |
+//! | quota, per endpoint | [`quota`] | learns every quota from rate-limit headers and paces requests so the 429 never comes |
+//! | adaptive limit, per endpoint | [`limit`] | finds how many requests the endpoint takes at once |
+//! | attempt timeout, per endpoint | tower | bounds each attempt |
+//!
+//! # Example: an Anthropic-style API with a backup proxy
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::ServiceExt;
+//!
+//! # async fn run() -> Result<(), evenkeel::core::BoxError> {
+//! let client = evenkeel::Preset::builder()
+//!     .endpoint("https://api.anthropic.com")                 // primary
+//!     .endpoint("https://llm-proxy.internal.example/anthropic") // backup
+//!     .build_https()?;
+//!
+//! let request = http::Request::post("/v1/messages")
+//!     .header("x-api-key", std::env::var("ANTHROPIC_API_KEY")?)
+//!     .header("anthropic-version", "2023-06-01")
+//!     .header("content-type", "application/json")
+//!     .body(Full::new(Bytes::from(r#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Hello"}]}"#)))?;
+//! let response = client.clone().oneshot(request).await?;
+//! println!("{}: {:?}", response.status(), response.into_body().collect().await?.to_bytes());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every default (3 attempts, a 30 s total deadline, a 10 s attempt
+//! timeout, waits honoured up to 120 s, a 20 % retry budget, AIMD
+//! concurrency per endpoint) can be changed on the [`PresetBuilder`], which
+//! validates the combination. The connector is the hyper-util legacy client
+//! by default ([`HyperConnector`]); anything that makes a
+//! `tower::Service<http::Request<B>>` per endpoint fits through
+//! [`Connector`] (a tonic `Channel`, for instance).
+//!
+//! # Layer ordering, and why
+//!
+//! - **Metrics per call outermost**: they measure what the caller waited,
+//!   retries included.
+//! - **Retry outside failover**: failover moves a failed attempt to another
+//!   endpoint *at once* when it is safe; only when no endpoint can serve
+//!   now does the retry layer back off and try the whole set again. The
+//!   retry layer owns the total deadline and passes it down, so the quota
+//!   layer fails fast instead of holding a request past it.
+//! - **Metrics per attempt inside retry**: each attempt is counted, so
+//!   attempts ÷ calls shows how much retrying costs.
+//! - **Quota and limit per endpoint, inside failover**: each endpoint has its
+//!   own quota and capacity. A quota cooldown is visible to the balancer,
+//!   which routes around a rate-limited endpoint instead of queueing on it.
+//! - **Quota outside the limit**: the quota decides *when* to send, the
+//!   limiter *how many* at once; a request waiting for quota holds no
+//!   concurrency permit.
+//! - **Attempt timeout innermost**: it bounds the network call alone, not
+//!   the time spent waiting for quota or a permit.
+//!
+//! See `docs/layer-ordering.md` in the repository for what changes if you
+//! reorder them.
+//!
+//! # Using the layers one by one
+//!
+//! Each crate is re-exported as a module behind a feature of the same name,
+//! and [`ServiceBuilderExt`] adds each layer to a `tower::ServiceBuilder` by
+//! name.
+//!
+//! # Feature flags
+//!
+//! - `headers`, `retry`, `limit`, `quota`, `failover`, `metrics`: the
+//!   modules of the same name.
+//! - `preset` (default): all of the above and [`Preset`].
+//! - `hyper` (default): [`HyperConnector`] over the hyper-util legacy
+//!   client, plain HTTP.
+//! - `rustls`: HTTPS for [`HyperConnector`], with rustls and the web PKI
+//!   roots.
+//! - `tracing`: `tracing` events from every layer.
+//! - `full`: everything.
+
+mod ext;
+#[cfg(feature = "preset")]
+mod preset;
+
+pub use evenkeel_core as core;
+#[cfg(feature = "failover")]
+pub use evenkeel_failover as failover;
+#[cfg(feature = "headers")]
+pub use evenkeel_headers as headers;
+#[cfg(feature = "limit")]
+pub use evenkeel_limit as limit;
+#[cfg(feature = "metrics")]
+pub use evenkeel_metrics as metrics;
+#[cfg(feature = "quota")]
+pub use evenkeel_quota as quota;
+#[cfg(feature = "retry")]
+pub use evenkeel_retry as retry;
+
+pub use ext::ServiceBuilderExt;
+#[cfg(feature = "hyper")]
+pub use preset::HyperConnector;
+#[cfg(feature = "preset")]
+pub use preset::{
+    Connector, ConnectorFn, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_QUOTA_WAIT, DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder,
+    PresetLimit, Stack, connector_fn,
+};

@@ -1,0 +1,161 @@
+//! What the preset sends requests with: one service per endpoint.
+
+use std::fmt;
+
+use evenkeel_core::BoxError;
+use http::Uri;
+
+/// Makes the service that carries requests to one endpoint.
+///
+/// The preset calls [`connect`](Connector::connect) once per endpoint, with
+/// the endpoint's base URL. Requests reach the service with their URI
+/// already rewritten to the endpoint (scheme, authority and base path), so
+/// a shared HTTP client fits as well as a per-endpoint channel.
+///
+/// - [`HyperConnector`] (feature `hyper`): the hyper-util legacy client,
+///   the documented default.
+/// - [`connector_fn`]: anything else, such as a tonic `Channel` per
+///   endpoint:
+///
+/// ```no_run
+/// # #[cfg(any())] {
+/// let connector = evenkeel::connector_fn(|base: &http::Uri| {
+///     let channel = tonic::transport::Channel::builder(base.clone()).connect_lazy();
+///     Ok(tower::ServiceBuilder::new()
+///         .map_request(|r: http::Request<_>| r.map(tonic::body::Body::new))
+///         .service(channel))
+/// });
+/// # }
+/// ```
+pub trait Connector<ReqBody> {
+    /// The per-endpoint service.
+    type Service;
+
+    /// The service for the endpoint at `base_url`.
+    fn connect(&self, base_url: &Uri) -> Result<Self::Service, BoxError>;
+}
+
+/// A [`Connector`] from a closure; see [`connector_fn`].
+#[derive(Clone)]
+pub struct ConnectorFn<F> {
+    f: F,
+}
+
+/// A [`Connector`] from a closure `Fn(&Uri) -> Result<S, BoxError>`.
+pub fn connector_fn<F, S>(f: F) -> ConnectorFn<F>
+where
+    F: Fn(&Uri) -> Result<S, BoxError>,
+{
+    ConnectorFn { f }
+}
+
+impl<F, S, ReqBody> Connector<ReqBody> for ConnectorFn<F>
+where
+    F: Fn(&Uri) -> Result<S, BoxError>,
+{
+    type Service = S;
+
+    fn connect(&self, base_url: &Uri) -> Result<S, BoxError> {
+        (self.f)(base_url)
+    }
+}
+
+impl<F> fmt::Debug for ConnectorFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorFn").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "hyper")]
+pub use self::hyper::HyperConnector;
+
+#[cfg(feature = "hyper")]
+mod hyper {
+    use std::fmt;
+
+    use evenkeel_core::BoxError;
+    use http::Uri;
+    use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+    use hyper_util::client::legacy::{Builder, Client};
+    use hyper_util::rt::TokioExecutor;
+
+    use super::Connector;
+
+    /// The hyper-util legacy client as the preset's connector.
+    ///
+    /// Each endpoint gets its own client (and so its own connection pool)
+    /// built from one [`Builder`]; set pool and HTTP/2 options there.
+    ///
+    /// - [`HyperConnector::http`]: plain HTTP (a proxy on a private
+    ///   network, a local simulator);
+    /// - [`HyperConnector::https`] (feature `rustls`): HTTPS with rustls and
+    ///   the web PKI roots, HTTP/1.1 and HTTP/2 by ALPN;
+    /// - [`HyperConnector::new`]: any hyper-util connector.
+    #[derive(Clone)]
+    pub struct HyperConnector<C = HttpConnector> {
+        connector: C,
+        builder: Builder,
+    }
+
+    impl HyperConnector<HttpConnector> {
+        /// Plain HTTP over hyper-util's `HttpConnector`.
+        pub fn http() -> Self {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            HyperConnector::new(connector)
+        }
+    }
+
+    #[cfg(feature = "rustls")]
+    impl HyperConnector<hyper_rustls::HttpsConnector<HttpConnector>> {
+        /// HTTPS (and plain HTTP) with rustls and the web PKI roots.
+        pub fn https() -> Self {
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(http);
+            HyperConnector::new(https)
+        }
+    }
+
+    impl<C> HyperConnector<C> {
+        /// Any hyper-util connector, with a default client builder.
+        pub fn new(connector: C) -> Self {
+            HyperConnector {
+                connector,
+                builder: Client::builder(TokioExecutor::new()),
+            }
+        }
+
+        /// The client builder, to set pool or HTTP/2 options.
+        pub fn builder_mut(&mut self) -> &mut Builder {
+            &mut self.builder
+        }
+    }
+
+    impl<C, ReqBody> Connector<ReqBody> for HyperConnector<C>
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+        ReqBody: http_body::Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        type Service = Client<C, ReqBody>;
+
+        fn connect(&self, _base_url: &Uri) -> Result<Self::Service, BoxError> {
+            Ok(self.builder.build(self.connector.clone()))
+        }
+    }
+
+    impl<C> fmt::Debug for HyperConnector<C> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("HyperConnector")
+                .field("builder", &self.builder)
+                .finish_non_exhaustive()
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! The preset stack: every evenkeel layer, in the right order, with
+//! defaults from the research behind each crate.
+
+mod connector;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use evenkeel_core::ConfigError;
+use evenkeel_core::event::{Events, Listener};
+use evenkeel_core::rng::Jitter;
+use evenkeel_failover::{
+    BaseUrl, BaseUrlLayer, Endpoint, EndpointStatus, Failover, FailoverHandle,
+};
+use evenkeel_limit::{Aimd, Algorithm, Gradient, Limit, LimitHandle, LimitLayer, Sample, Vegas};
+use evenkeel_metrics::{Metrics, MetricsLayer, Scope};
+use evenkeel_quota::{Quota, QuotaHandle, QuotaLayer, StaticQuota};
+use evenkeel_retry::{Retry, RetryBudget, RetryLayer};
+use http::{Request, Uri};
+use tower::ServiceBuilder;
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower_service::Service;
+
+#[cfg(feature = "hyper")]
+pub use connector::HyperConnector;
+pub use connector::{Connector, ConnectorFn, connector_fn};
+
+/// Attempts per request, the first included.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The total deadline over every attempt and every wait.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// The timeout of each attempt on an endpoint.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest server-requested wait the stack sleeps through.
+pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(120);
+/// The longest a request waits for quota on an endpoint before it fails
+/// over (or fails with `QuotaExhausted`).
+pub const DEFAULT_MAX_QUOTA_WAIT: Duration = Duration::from_secs(10);
+
+/// The stack of one endpoint: base URL → quota → adaptive limit → attempt
+/// timeout → connector.
+pub type EndpointStack<S> = BaseUrl<Quota<Limit<Timeout<S>, PresetLimit>>>;
+
+/// The whole stack: metrics per call → retry (with the total deadline) →
+/// metrics per attempt → failover over [`EndpointStack`]s.
+pub type Stack<S> = Metrics<Retry<Metrics<Failover<EndpointStack<S>>>>>;
+
+/// The preset client: a [`Stack`] and handles on its state.
+///
+/// Made by [`Preset::builder`]. Cheap to clone (clones share every
+/// budget, quota, limit and endpoint state). A `tower::Service` over
+/// `http::Request<B>` for any body `B: http_body::Body + Unpin`; requests
+/// carry a path (`/v1/messages`) or an absolute URI, and the chosen
+/// endpoint supplies scheme, authority and base path.
+pub struct Preset<S> {
+    stack: Stack<S>,
+    failover: FailoverHandle<EndpointStack<S>>,
+    state: Arc<State>,
+}
+
+struct State {
+    budget: RetryBudget,
+    quotas: Vec<(String, QuotaHandle)>,
+    limits: Vec<(String, LimitHandle)>,
+}
+
+impl<S> Preset<S> {
+    /// A builder with the defaults: 3 attempts, a 30 s total deadline, a
+    /// 10 s attempt timeout, server waits honoured up to 120 s, a 20 %
+    /// retry budget, quota waits up to 10 s, AIMD concurrency per endpoint,
+    /// metrics through the `metrics` facade.
+    pub fn builder() -> PresetBuilder {
+        PresetBuilder::default()
+    }
+
+    /// The retry budget.
+    pub fn budget(&self) -> &RetryBudget {
+        &self.state.budget
+    }
+
+    /// Each endpoint's routing state, in priority order.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.failover.endpoints()
+    }
+
+    /// The balancer's handle: endpoint states, failover counts, and adding,
+    /// removing or draining endpoints at run time.
+    pub fn failover(&self) -> &FailoverHandle<EndpointStack<S>> {
+        &self.failover
+    }
+
+    /// Each endpoint's quota handle, by endpoint name.
+    pub fn quotas(&self) -> &[(String, QuotaHandle)] {
+        &self.state.quotas
+    }
+
+    /// Each endpoint's concurrency limit handle, by endpoint name.
+    pub fn limits(&self) -> &[(String, LimitHandle)] {
+        &self.state.limits
+    }
+
+    /// The stack itself.
+    pub fn get_ref(&self) -> &Stack<S> {
+        &self.stack
+    }
+
+    /// Unwraps the stack.
+    pub fn into_inner(self) -> Stack<S> {
+        self.stack
+    }
+}
+
+impl<S: Clone> Clone for Preset<S> {
+    fn clone(&self) -> Self {
+        Preset {
+            stack: self.stack.clone(),
+            failover: self.failover.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Preset<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preset")
+            .field(
+                "endpoints",
+                &self.state.limits.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("budget", &self.state.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Preset<S>
+where
+    Stack<S>: Service<Request<B>>,
+{
+    type Response = <Stack<S> as Service<Request<B>>>::Response;
+    type Error = <Stack<S> as Service<Request<B>>>::Error;
+    type Future = <Stack<S> as Service<Request<B>>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.stack.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.stack.call(request)
+    }
+}
+
+/// The concurrency algorithm each endpoint's limiter runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum PresetLimit {
+    /// Loss-based: grows while requests succeed, shrinks ×0.9 on 429, 503,
+    /// 529 and timeouts. The default: an LLM API's latency depends on the
+    /// answer's length, which misleads latency-based algorithms, while its
+    /// pushback is explicit.
+    Aimd(Aimd),
+    /// Latency-based (Gradient2 with drop handling).
+    Gradient(Gradient),
+    /// Latency-based (Vegas with a baseline probe).
+    Vegas(Vegas),
+    /// A fixed limit.
+    Fixed(usize),
+}
+
+impl Default for PresetLimit {
+    fn default() -> Self {
+        PresetLimit::Aimd(
+            Aimd::builder()
+                .min_limit(1)
+                .build()
+                .expect("the preset's AIMD settings are valid"),
+        )
+    }
+}
+
+impl Algorithm for PresetLimit {
+    fn initial_limit(&self) -> usize {
+        match self {
+            PresetLimit::Aimd(a) => a.initial_limit(),
+            PresetLimit::Gradient(a) => a.initial_limit(),
+            PresetLimit::Vegas(a) => a.initial_limit(),
+            PresetLimit::Fixed(n) => *n,
+        }
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        match self {
+            PresetLimit::Aimd(a) => a.update(sample),
+            PresetLimit::Gradient(a) => a.update(sample),
+            PresetLimit::Vegas(a) => a.update(sample),
+            PresetLimit::Fixed(n) => *n,
+        }
+    }
+}
+
+/// Builds a [`Preset`]; [`build`](PresetBuilder::build) validates the whole
+/// configuration and names the field at fault.
+pub struct PresetBuilder {
+    endpoints: Vec<(Option<String>, String)>,
+    max_attempts: u32,
+    deadline: Duration,
+    attempt_timeout: Duration,
+    max_server_wait: Duration,
+    max_quota_wait: Duration,
+    budget: Option<RetryBudget>,
+    quotas: Vec<StaticQuota>,
+    limit: PresetLimit,
+    events: Events,
+    jitter: Jitter,
+}
+
+impl Default for PresetBuilder {
+    fn default() -> Self {
+        PresetBuilder {
+            endpoints: Vec::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            deadline: DEFAULT_DEADLINE,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            max_server_wait: DEFAULT_MAX_SERVER_WAIT,
+            max_quota_wait: DEFAULT_MAX_QUOTA_WAIT,
+            budget: None,
+            quotas: Vec::new(),
+            limit: PresetLimit::default(),
+            events: Events::none(),
+            jitter: Jitter::thread_local(),
+        }
+    }
+}
+
+impl PresetBuilder {
+    /// Adds an endpoint by base URL (`https://api.anthropic.com`,
+    /// `http://10.0.0.7:8080/anthropic`). The first is the primary; each
+    /// further one is a backup tried when those before it are down,
+    /// ejected or out of quota.
+    pub fn endpoint(mut self, base_url: impl Into<String>) -> Self {
+        self.endpoints.push((None, base_url.into()));
+        self
+    }
+
+    /// Adds an endpoint with a name for events and metrics (the default
+    /// name is the URL's authority).
+    pub fn named_endpoint(mut self, name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        self.endpoints.push((Some(name.into()), base_url.into()));
+        self
+    }
+
+    /// Attempts per request, the first included (default 3; 1 disables
+    /// retries).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The total deadline over every attempt and wait (default 30 s).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The timeout of each attempt (default 10 s); at most the deadline.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// The longest server-requested wait slept through (default 120 s).
+    pub fn max_server_wait(mut self, wait: Duration) -> Self {
+        self.max_server_wait = wait;
+        self
+    }
+
+    /// The longest a request waits for quota on an endpoint (default 10 s);
+    /// past it the request fails over, or fails with `QuotaExhausted`.
+    pub fn max_quota_wait(mut self, wait: Duration) -> Self {
+        self.max_quota_wait = wait;
+        self
+    }
+
+    /// The retry budget (default 20 % of requests plus 10 per second over
+    /// 10 s).
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Declares a known quota (from the provider's tier table), applied to
+    /// every endpoint from the first request; learned headers tighten it.
+    pub fn declare(mut self, quota: StaticQuota) -> Self {
+        self.quotas.push(quota);
+        self
+    }
+
+    /// The concurrency algorithm of each endpoint (default AIMD).
+    pub fn limit(mut self, limit: PresetLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Reports every decision (retries, give-ups, limits, quota waits,
+    /// endpoint states, failovers) to `listener` as well.
+    pub fn on_event(mut self, listener: impl Listener) -> Self {
+        self.events = Events::new(listener);
+        self
+    }
+
+    /// Seeds the jitter of backoff and balancing, for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.jitter = Jitter::seeded(seed);
+        self
+    }
+
+    /// Validates the configuration and builds the stack, with one service
+    /// per endpoint from `connector`.
+    pub fn build<C, ReqBody>(self, connector: C) -> Result<Preset<C::Service>, ConfigError>
+    where
+        C: Connector<ReqBody>,
+        C::Service: Clone,
+    {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::new(
+                "endpoints",
+                "is empty: add at least one with `endpoint(url)`",
+            ));
+        }
+        if self.attempt_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.deadline.is_zero() {
+            return Err(ConfigError::new("deadline", "must be greater than zero"));
+        }
+        if self.attempt_timeout > self.deadline {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                format!(
+                    "({:?}) must not exceed the total deadline ({:?})",
+                    self.attempt_timeout, self.deadline
+                ),
+            ));
+        }
+        if self.max_quota_wait > self.deadline {
+            return Err(ConfigError::new(
+                "max_quota_wait",
+                format!(
+                    "({:?}) must not exceed the total deadline ({:?})",
+                    self.max_quota_wait, self.deadline
+                ),
+            ));
+        }
+
+        // Metrics go through the `metrics` facade: without a recorder
+        // installed they cost next to nothing and record nowhere.
+        let call_metrics = MetricsLayer::new();
+        let attempt_metrics = MetricsLayer::builder().scope(Scope::Attempt).build()?;
+        let events = self.events.clone().and(call_metrics.listener().events());
+
+        let mut failover = Failover::builder()
+            .events(events.clone())
+            .jitter(self.jitter.clone());
+        let mut quotas = Vec::new();
+        let mut limits = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (tier, (name, url)) in self.endpoints.iter().enumerate() {
+            let uri: Uri = url.parse().map_err(|e| {
+                ConfigError::new("endpoint", format!("`{url}` is not a valid URL: {e}"))
+            })?;
+            let name = match name {
+                Some(name) => name.clone(),
+                None => uri
+                    .authority()
+                    .map(|a| a.to_string())
+                    .ok_or_else(|| ConfigError::new("endpoint", format!("`{url}` has no host")))?,
+            };
+            if names.contains(&name) {
+                return Err(ConfigError::new(
+                    "endpoint",
+                    format!("`{name}` is listed twice; give endpoints distinct names"),
+                ));
+            }
+            names.push(name.clone());
+            let base = BaseUrlLayer::new(url)?;
+            let mut quota = QuotaLayer::builder()
+                .max_wait(self.max_quota_wait)
+                .events(events.clone());
+            for declared in &self.quotas {
+                quota = quota.declare(declared.clone());
+            }
+            let quota = quota.build()?;
+            let limit = LimitLayer::adaptive(self.limit.clone())
+                .name(name.clone())
+                .events(events.clone())
+                .build()?;
+            let service = connector.connect(&uri).map_err(|e| {
+                ConfigError::new("connector", format!("cannot connect `{name}`: {e}"))
+            })?;
+            quotas.push((name.clone(), quota.handle()));
+            limits.push((name.clone(), limit.handle()));
+            let cooldown = quota.handle();
+            let stack = ServiceBuilder::new()
+                .layer(base)
+                .layer(quota)
+                .layer(limit)
+                .layer(TimeoutLayer::new(self.attempt_timeout))
+                .service(service);
+            failover = failover.endpoint(
+                Endpoint::new(name, stack)
+                    .tier(tier as u32)
+                    .cooldown(cooldown),
+            );
+        }
+        let failover = failover.build()?;
+        let handle = failover.handle();
+
+        let mut retry = RetryLayer::builder()
+            .max_attempts(self.max_attempts)
+            .deadline(self.deadline)
+            .max_server_wait(self.max_server_wait)
+            .events(events)
+            .jitter(self.jitter);
+        if let Some(budget) = self.budget {
+            retry = retry.budget(budget);
+        }
+        let retry = retry.build()?;
+        let budget = retry.budget().clone();
+
+        let stack = ServiceBuilder::new()
+            .layer(call_metrics)
+            .layer(retry)
+            .layer(attempt_metrics)
+            .service(failover);
+        Ok(Preset {
+            stack,
+            failover: handle,
+            state: Arc::new(State {
+                budget,
+                quotas,
+                limits,
+            }),
+        })
+    }
+
+    /// Builds the stack on the hyper-util client over plain HTTP.
+    #[cfg(feature = "hyper")]
+    pub fn build_http<ReqBody>(
+        self,
+    ) -> Result<
+        Preset<
+            hyper_util::client::legacy::Client<
+                hyper_util::client::legacy::connect::HttpConnector,
+                ReqBody,
+            >,
+        >,
+        ConfigError,
+    >
+    where
+        ReqBody: http_body::Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<evenkeel_core::BoxError>,
+    {
+        self.build(HyperConnector::http())
+    }
+
+    /// Builds the stack on the hyper-util client over HTTPS (rustls, web
+    /// PKI roots) and plain HTTP.
+    #[cfg(feature = "rustls")]
+    pub fn build_https<ReqBody>(
+        self,
+    ) -> Result<
+        Preset<
+            hyper_util::client::legacy::Client<
+                hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+                ReqBody,
+            >,
+        >,
+        ConfigError,
+    >
+    where
+        ReqBody: http_body::Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<evenkeel_core::BoxError>,
+    {
+        self.build(HyperConnector::https())
+    }
+}
+
+impl fmt::Debug for PresetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresetBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("max_attempts", &self.max_attempts)
+            .field("deadline", &self.deadline)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("max_server_wait", &self.max_server_wait)
+            .field("max_quota_wait", &self.max_quota_wait)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
