@@ -1,16 +1,22 @@
 //! Handles resolved once per label set, and label values interned once.
 //!
-//! A [`Map`] keeps `metrics` handles by a small `Copy` key (indices and
-//! `&'static str`s), so recording costs a read lock and a hash of a few
-//! bytes; the recorder is asked for a handle only the first time a label set
-//! is seen. Label values that come from outside (host names, routes, the
-//! names in events) go through an [`Interner`] first: it turns the borrowed
-//! `&str` into a `u32` without allocating, and caps how many distinct values
-//! it will keep.
+//! The recorder is asked for a handle only the first time a label set is
+//! seen; after that the handle is found by a small `Copy` key (indices and
+//! `&'static str`s):
+//!
+//! - a [`Table`] keeps its first [`SLOTS`] entries in write-once slots that
+//!   are read with plain loads (no lock, no read-modify-write: nothing for
+//!   the cores of a busy client to fight over), and the rest in a [`Map`];
+//! - a [`Map`] is a hash map behind a read-write lock.
+//!
+//! Label values that come from outside (host names, routes, the names in
+//! events) go through an [`Interner`] first: it turns the borrowed `&str`
+//! into a `u32` without allocating (its first keys sit in write-once slots
+//! too), and caps how many distinct values it will keep.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use metrics::SharedString;
 use parking_lot::RwLock;
@@ -133,6 +139,78 @@ impl<K: Hash + Eq + Copy, V> Map<K, V> {
     }
 }
 
+/// How many entries a [`Table`] or an [`Interner`] keeps in write-once
+/// slots; a client rarely has more label sets per layer than this.
+pub(crate) const SLOTS: usize = 8;
+
+/// Values by a small key: the first [`SLOTS`] in write-once slots, scanned
+/// without a lock; the rest in a [`Map`].
+pub(crate) struct Table<K, V> {
+    slots: [OnceLock<(K, V)>; SLOTS],
+    overflow: Map<K, Arc<V>>,
+}
+
+/// Where a [`Table`] keeps a value: what a future holds to find it again.
+pub(crate) enum Ref<V> {
+    /// In slot `n`.
+    Slot(u8),
+    /// In the overflow map.
+    Overflow(Arc<V>),
+}
+
+impl<K, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Table {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            overflow: Map::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy, V> Table<K, V> {
+    /// Where the value of `key` is, building it with `make` the first time
+    /// (at most once per key, even when threads race: a slot is claimed by
+    /// one of them and the others wait for it).
+    #[inline]
+    pub(crate) fn find(&self, key: K, make: impl Fn() -> V) -> Ref<V> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let (k, _) = match slot.get() {
+                Some(entry) => entry,
+                None => slot.get_or_init(|| (key, make())),
+            };
+            if *k == key {
+                return Ref::Slot(i as u8);
+            }
+        }
+        Ref::Overflow(self.overflow.with(key, || Arc::new(make()), Arc::clone))
+    }
+
+    /// The value a [`Ref`] from this table points at.
+    #[inline]
+    pub(crate) fn get<'a>(&'a self, at: &'a Ref<V>) -> Option<&'a V> {
+        match at {
+            Ref::Slot(i) => self.slots.get(usize::from(*i))?.get().map(|(_, v)| v),
+            Ref::Overflow(v) => Some(v),
+        }
+    }
+
+    /// Runs `f` on the value of `key`, building it with `make` the first
+    /// time.
+    #[inline]
+    pub(crate) fn with<R>(&self, key: K, make: impl Fn() -> V, f: impl FnOnce(&V) -> R) -> R {
+        for slot in &self.slots {
+            let (k, v) = match slot.get() {
+                Some(entry) => entry,
+                None => slot.get_or_init(|| (key, make())),
+            };
+            if *k == key {
+                return f(v);
+            }
+        }
+        self.overflow.with(key, || Arc::new(make()), |v| f(v))
+    }
+}
+
 /// The id of [`OTHER`] in every [`Interner`].
 pub(crate) const OTHER_ID: u32 = 0;
 
@@ -144,6 +222,8 @@ struct Interned {
 /// Turns label values into ids, keeping at most `limit` distinct keys; the
 /// rest share [`OTHER_ID`], whose value is `_OTHER`.
 pub(crate) struct Interner {
+    /// The first keys and their ids, filled under the write lock.
+    slots: [OnceLock<(Box<str>, u32)>; SLOTS],
     inner: RwLock<Interned>,
     limit: usize,
 }
@@ -151,6 +231,7 @@ pub(crate) struct Interner {
 impl Interner {
     pub(crate) fn new(limit: usize) -> Self {
         Interner {
+            slots: std::array::from_fn(|_| OnceLock::new()),
             inner: RwLock::new(Interned {
                 ids: HashMap::default(),
                 values: vec![SharedString::const_str(OTHER)],
@@ -179,6 +260,13 @@ impl Interner {
         key: &str,
         label: impl FnOnce(&str) -> Option<SharedString>,
     ) -> Option<u32> {
+        for slot in &self.slots {
+            match slot.get() {
+                Some((k, id)) if **k == *key => return Some(*id),
+                Some(_) => {}
+                None => break,
+            }
+        }
         if let Some(&id) = self.inner.read().ids.get(key) {
             return Some(id);
         }
@@ -199,6 +287,10 @@ impl Interner {
         let id = u32::try_from(inner.values.len()).unwrap_or(OTHER_ID);
         inner.values.push(value);
         inner.ids.insert(key.into(), id);
+        if let Some(slot) = self.slots.iter().find(|slot| slot.get().is_none()) {
+            // Under the write lock: no other thread is filling slots.
+            let _ = slot.set((key.into(), id));
+        }
         Some(id)
     }
 
@@ -267,6 +359,59 @@ mod tests {
         map.with_mut((1, 200), || 0, |v| *v += 1);
         assert_eq!(map.with((1, 200), || 0, |v| *v), 8);
         assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn table_keeps_the_first_keys_in_slots_and_the_rest_in_the_map() {
+        let table: Table<u32, String> = Table::default();
+        let count = std::cell::Cell::new(0);
+        let built = &count;
+        let make = |n: u32| {
+            move || {
+                built.set(built.get() + 1);
+                n.to_string()
+            }
+        };
+        let refs: Vec<Ref<String>> = (0..SLOTS as u32 + 3)
+            .map(|n| table.find(n, make(n)))
+            .collect();
+        for (n, r) in refs.iter().enumerate() {
+            assert_eq!(
+                table.get(r).map(String::as_str),
+                Some(n.to_string().as_str())
+            );
+            assert_eq!(matches!(r, Ref::Slot(_)), n < SLOTS);
+        }
+        // Found again, not built again.
+        for n in 0..SLOTS as u32 + 3 {
+            table.with(n, make(n), |v| assert_eq!(*v, n.to_string()));
+        }
+        assert_eq!(count.get(), SLOTS + 3);
+        assert_eq!(table.overflow.len(), 3);
+        assert!(table.get(&Ref::Slot(200)).is_none());
+    }
+
+    #[test]
+    fn racing_threads_build_each_key_once() {
+        let table: Table<u32, u32> = Table::default();
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for n in 0..(SLOTS as u32 * 2) {
+                        table.with(
+                            n,
+                            || {
+                                built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                n * 10
+                            },
+                            |v| assert_eq!(*v, n * 10),
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(built.into_inner(), SLOTS * 2);
     }
 
     #[test]

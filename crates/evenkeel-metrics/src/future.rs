@@ -67,7 +67,7 @@ where
             Ok(response) => {
                 let outcome = shared.classifier.classify_response(&response);
                 let error = (!outcome.is_success()).then(|| outcome.as_str());
-                instruments.rate_limits(pending.entry().address(), response.headers(), at);
+                instruments.rate_limits(pending.address(instruments), response.headers(), at);
                 pending.complete(instruments, Some(response.status()), error, at);
                 Poll::Ready(Ok(response))
             }

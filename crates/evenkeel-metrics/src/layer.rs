@@ -274,7 +274,7 @@ impl<C> MetricsBuilder<C> {
                 return Err(ConfigError::new("server_address", "must not be empty"));
             }
             Some(a) => Address::Fixed(SharedString::from_owned(a)),
-            None => Address::Request(Interner::new(self.max_addresses)),
+            None => Address::Request(Box::new(Interner::new(self.max_addresses))),
         };
         let route = self.route.map(|f| (f, Interner::new(self.max_routes)));
         let instruments =

@@ -8,10 +8,9 @@ use evenkeel_core::clock;
 use evenkeel_headers::Quota;
 use http::{HeaderMap, StatusCode};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, SharedString};
-use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use crate::cache::{Interner, Map, OTHER_ID};
+use crate::cache::{Interner, Map, OTHER_ID, Ref, Table};
 use crate::labels::{self, CANCELLED, OTHER, RESOURCES};
 use crate::layer::Scope;
 use crate::names::Naming;
@@ -50,7 +49,7 @@ pub(crate) enum Address {
     /// The same value for every request.
     Fixed(SharedString),
     /// The request's host, interned.
-    Request(Interner),
+    Request(Box<Interner>),
 }
 
 /// The address id of a request that names no host.
@@ -67,8 +66,6 @@ pub(crate) struct CallKey {
 
 /// The handles of one outcome of one call label set.
 struct OutcomeHandles {
-    status: u16,
-    error: Option<&'static str>,
     duration: Histogram,
     count: Counter,
 }
@@ -79,9 +76,12 @@ pub(crate) struct CallEntry {
     /// The labels every outcome shares: method, address, route.
     base: Vec<Label>,
     active: Gauge,
-    /// Few statuses per label set, so a scan beats a hash.
-    outcomes: RwLock<Vec<OutcomeHandles>>,
+    /// By status code (0 for none) and error type.
+    outcomes: Table<(u16, Option<&'static str>), OutcomeHandles>,
 }
+
+/// Where a call's [`CallEntry`] is.
+pub(crate) type EntryRef = Ref<CallEntry>;
 
 /// The gauges of one (address, resource).
 struct HeadroomGauges {
@@ -100,7 +100,7 @@ pub(crate) struct Instruments {
     address: Address,
     route: Option<(RouteFn, Interner)>,
     rate_limits: bool,
-    calls: Map<CallKey, Arc<CallEntry>>,
+    calls: Table<CallKey, CallEntry>,
     headroom: Map<(u32, u8), HeadroomGauges>,
     described: Once,
 }
@@ -134,7 +134,7 @@ impl Instruments {
             address,
             route,
             rate_limits,
-            calls: Map::default(),
+            calls: Table::default(),
             headroom: Map::default(),
             described: Once::new(),
         }
@@ -192,12 +192,15 @@ impl Instruments {
         }
     }
 
-    /// Starts a call: counts it in flight and returns what its future keeps.
+    /// Starts a call: counts it in flight and returns where its handles
+    /// are, for [`Pending`].
     #[inline]
-    pub(crate) fn start(&self, key: CallKey) -> Arc<CallEntry> {
-        let entry = self.calls.with(key, || self.entry(key), Arc::clone);
-        entry.active.increment(1.0);
-        entry
+    pub(crate) fn start(&self, key: CallKey) -> EntryRef {
+        let at = self.calls.find(key, || self.entry(key));
+        if let Some(entry) = self.calls.get(&at) {
+            entry.active.increment(1.0);
+        }
+        at
     }
 
     /// Registers units and help texts with the recorder the first handles
@@ -207,7 +210,7 @@ impl Instruments {
     }
 
     #[cold]
-    fn entry(&self, key: CallKey) -> Arc<CallEntry> {
+    fn entry(&self, key: CallKey) -> CallEntry {
         self.describe();
         let l = &self.naming.labels;
         let mut base = vec![label(l.method, labels::method_label(key.method))];
@@ -218,18 +221,18 @@ impl Instruments {
         if let Some((_, interner)) = &self.route {
             base.push(label(l.route, interner.value(key.route)));
         }
-        Arc::new(CallEntry {
+        CallEntry {
             key,
             base,
             active,
-            outcomes: RwLock::new(Vec::new()),
-        })
+            outcomes: Table::default(),
+        }
     }
 
     /// Records a finished call: `status` when a response arrived, `error`
     /// when the outcome is not a success.
     #[inline]
-    pub(crate) fn finish(
+    fn finish(
         &self,
         entry: &CallEntry,
         status: Option<StatusCode>,
@@ -237,67 +240,42 @@ impl Instruments {
         seconds: f64,
     ) {
         let code = status.map_or(0, |s| s.as_u16());
-        {
-            let outcomes = entry.outcomes.read();
-            if let Some(h) = outcomes
-                .iter()
-                .find(|h| h.status == code && h.error == error)
-            {
+        entry.outcomes.with(
+            (code, error),
+            || self.outcome(entry, status, error),
+            |h| {
                 h.duration.record(seconds);
                 h.count.increment(1);
-                return;
-            }
-        }
-        self.finish_slow(entry, status, error, seconds);
+            },
+        );
     }
 
     #[cold]
-    #[inline(never)]
-    fn finish_slow(
+    fn outcome(
         &self,
         entry: &CallEntry,
         status: Option<StatusCode>,
         error: Option<&'static str>,
-        seconds: f64,
-    ) {
-        let code = status.map_or(0, |s| s.as_u16());
-        let mut outcomes = entry.outcomes.write();
-        let index = match outcomes
-            .iter()
-            .position(|h| h.status == code && h.error == error)
-        {
-            Some(index) => index,
-            None => {
-                let l = &self.naming.labels;
-                let mut labels = entry.base.clone();
-                match (status, l.error_type) {
-                    (Some(status), _) => {
-                        labels.push(label(l.status_code, status.as_str().to_owned()))
-                    }
-                    // No error-type label: the status label says what went wrong.
-                    (None, None) => labels.push(label(l.status_code, error.unwrap_or(OTHER))),
-                    (None, Some(_)) => {}
-                }
-                if let (Some(k), Some(error)) = (l.error_type, error) {
-                    labels.push(label(k, error));
-                }
-                let duration = histogram(self.duration_name, labels.clone());
-                if self.scope == Scope::Attempt {
-                    labels.push(label(l.attempt, labels::attempt_label(entry.key.attempt)));
-                }
-                let count = counter(self.count_name, labels);
-                outcomes.push(OutcomeHandles {
-                    status: code,
-                    error,
-                    duration,
-                    count,
-                });
-                outcomes.len() - 1
-            }
-        };
-        let h = &outcomes[index];
-        h.duration.record(seconds);
-        h.count.increment(1);
+    ) -> OutcomeHandles {
+        let l = &self.naming.labels;
+        let mut labels = entry.base.clone();
+        match (status, l.error_type) {
+            (Some(status), _) => labels.push(label(l.status_code, status.as_str().to_owned())),
+            // No error-type label: the status label says what went wrong.
+            (None, None) => labels.push(label(l.status_code, error.unwrap_or(OTHER))),
+            (None, Some(_)) => {}
+        }
+        if let (Some(k), Some(error)) = (l.error_type, error) {
+            labels.push(label(k, error));
+        }
+        let duration = histogram(self.duration_name, labels.clone());
+        if self.scope == Scope::Attempt {
+            labels.push(label(l.attempt, labels::attempt_label(entry.key.attempt)));
+        }
+        OutcomeHandles {
+            duration,
+            count: counter(self.count_name, labels),
+        }
     }
 
     /// Sets the rate-limit gauges from a response's headers, if it has any.
@@ -364,26 +342,25 @@ impl Instruments {
     }
 }
 
-impl CallEntry {
-    pub(crate) fn address(&self) -> u32 {
-        self.key.address
-    }
-}
-
-/// A call being measured. Dropping it takes the call out of flight;
-/// [`complete`](Pending::complete) or [`cancel`](Pending::cancel) record it.
+/// A call being measured: where its handles are and when it started.
+/// [`complete`](Pending::complete) or [`cancel`](Pending::cancel) record it
+/// and take it out of flight.
 pub(crate) struct Pending {
-    entry: Arc<CallEntry>,
+    entry: EntryRef,
     start: Instant,
 }
 
 impl Pending {
-    pub(crate) fn new(entry: Arc<CallEntry>, start: Instant) -> Self {
+    pub(crate) fn new(entry: EntryRef, start: Instant) -> Self {
         Pending { entry, start }
     }
 
-    pub(crate) fn entry(&self) -> &CallEntry {
-        &self.entry
+    /// The address id of the call.
+    pub(crate) fn address(&self, instruments: &Instruments) -> u32 {
+        instruments
+            .calls
+            .get(&self.entry)
+            .map_or(NO_HOST, |e| e.key.address)
     }
 
     /// Records the call's outcome, `at` being when it completed.
@@ -394,8 +371,11 @@ impl Pending {
         error: Option<&'static str>,
         at: Instant,
     ) {
-        let seconds = at.saturating_duration_since(self.start).as_secs_f64();
-        instruments.finish(&self.entry, status, error, seconds);
+        if let Some(entry) = instruments.calls.get(&self.entry) {
+            entry.active.decrement(1.0);
+            let seconds = at.saturating_duration_since(self.start).as_secs_f64();
+            instruments.finish(entry, status, error, seconds);
+        }
     }
 
     /// Records the call as `cancelled`: dropped before it completed.
@@ -405,18 +385,11 @@ impl Pending {
     }
 }
 
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.entry.active.decrement(1.0);
-    }
-}
-
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
-            .field("key", &self.entry.key)
             .field("start", &self.start)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

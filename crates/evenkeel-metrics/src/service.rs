@@ -116,8 +116,9 @@ where
             );
             (key, request)
         };
-        let pending = Pending::new(instruments.start(key), start);
         let future = self.inner.call(request);
+        // In flight from here: after the inner call, which may panic.
+        let pending = Pending::new(instruments.start(key), start);
         ResponseFuture::new(future, Arc::clone(&self.shared), pending)
     }
 }
