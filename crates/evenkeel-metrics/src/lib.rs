@@ -89,10 +89,10 @@
 //! let metrics = MetricsLayer::new();
 //! let events = metrics.listener().events();
 //! ServiceBuilder::new()
-//!     .layer(metrics)                                          // calls
+//!     .layer(metrics)                                                 // calls
 //!     .layer(RetryLayer::builder().events(events.clone()).build()?)
-//!     .layer(MetricsLayer::builder().scope(Scope::Attempt).build()?) // attempts
-//!     .layer(FailoverLayer::builder()….events(events).build()?)
+//!     .layer(MetricsLayer::builder().scope(Scope::Attempt).build()?)  // attempts
+//!     .layer(failover)   // built with `events` too, as are limit and quota layers
 //!     .service(client)
 //! ```
 //!
