@@ -680,3 +680,38 @@ fn layer_service_future_and_listener_are_send_sync_clone() {
     let future = svc.oneshot(get("http://a.example/"));
     send(&future);
 }
+
+/// Treats 404 from a flaky gateway as a server error.
+#[derive(Debug, Clone, Default)]
+struct FlakyGateway;
+
+impl<B> evenkeel_core::Classify<Response<B>> for FlakyGateway {
+    fn classify_response(&self, res: &Response<B>) -> evenkeel_core::Outcome {
+        if res.status() == StatusCode::NOT_FOUND {
+            return evenkeel_core::Outcome::ServerError(evenkeel_core::Signal::NONE);
+        }
+        evenkeel_core::HttpClassifier::new().classify_response(res)
+    }
+}
+
+#[test]
+fn a_custom_classifier_names_the_outcome() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    run(&recorder, async {
+        let layer = MetricsLayer::builder()
+            .classifier(FlakyGateway)
+            .build()
+            .unwrap();
+        let svc = layer.layer(answering(404, &[], Duration::ZERO));
+        svc.oneshot(get("http://gw.example/")).await.unwrap();
+    });
+    let all = take(&snap);
+    let labels = [
+        ("http.request.method", "GET"),
+        ("http.response.status_code", "404"),
+        ("server.address", "gw.example"),
+        ("error.type", "server_error"),
+    ];
+    assert_eq!(counter(&all, REQUESTS, &labels), 1);
+}
