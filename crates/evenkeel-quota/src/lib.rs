@@ -135,14 +135,36 @@
 //! Each metered dimension of a key is a bucket. A response to request
 //! number `s` with `remaining` R sets the bucket to R minus the cost of
 //! every request admitted after `s` (the server had not seen those). The
-//! bucket refills between readings at the learned rate (always a lower
-//! bound of the server's) and is full again at the reported reset. Refill
-//! rates are learned from the reset field where the dialect defines it as
-//! "time until full" (OpenAI, Anthropic), and from observation otherwise or
-//! when the reset is coarse (Anthropic's whole seconds): between two
-//! readings, the server refilled at least what its `remaining` gained plus
-//! what was sent in between, less one for rounding. Details in the
-//! [`store`] module.
+//! bucket refills between readings at the learned rate and is full again at
+//! the reported reset, minus what was sent since the reading.
+//!
+//! The refill rate is always a lower bound of the server's, so a wrong
+//! guess makes the client slower, never faster than the server. It is the
+//! better of two recent bounds: from the reset field where the dialect
+//! defines it as "time until full" (`Replenish::Gradual`: the deficit
+//! `limit - remaining` is back by the reset, so the rate is at least
+//! `(limit - remaining - 1) / (reset - send time)`, the `- 1` for
+//! `remaining` being rounded down), and from observation between readings
+//! (the server refilled at least what `remaining` gained plus what was sent
+//! in between, less one), which is what makes coarse resets such as
+//! Anthropic's whole seconds good enough. A fixed window
+//! (`Replenish::Window`, or a dialect that does not say) releases its
+//! `remaining` evenly until its reset (`remaining / reset_after`), unless it
+//! is seen to refill sooner.
+//!
+//! Requests sent at the same moment may overtake each other on the way to
+//! the server: a reading discounts those sent together with it that are not
+//! answered yet, and can only lower what another reading from the same
+//! burst said. When the server shows a wider reorder, the window of
+//! requests treated as sent together widens to cover it.
+//!
+//! A request fails early only on certain grounds: a cooldown, a declared
+//! quota (with the queue ahead of it), or a learned quota's reset for the
+//! request itself. A learned rate is a lower bound, not an expectation, so
+//! a request whose wait is merely uncertain waits, and fails when the wait
+//! actually runs past its deadline or the cap.
+//!
+//! The [`store`] module documents how a shared store maps onto this.
 
 pub mod cost;
 mod declared;
