@@ -113,11 +113,13 @@ pub use evenkeel_quota as quota;
 pub use evenkeel_retry as retry;
 
 pub use ext::ServiceBuilderExt;
-#[cfg(feature = "hyper")]
-pub use preset::HyperConnector;
+#[cfg(feature = "rustls")]
+pub use preset::HttpsClient;
 #[cfg(feature = "preset")]
 pub use preset::{
     Connector, ConnectorFn, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_QUOTA_WAIT, DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder,
     PresetLimit, Stack, connector_fn,
 };
+#[cfg(feature = "hyper")]
+pub use preset::{ConnectorBody, HttpClient, HyperConnector};

@@ -27,7 +27,7 @@ use http::Uri;
 /// });
 /// # }
 /// ```
-pub trait Connector<ReqBody> {
+pub trait Connector {
     /// The per-endpoint service.
     type Service;
 
@@ -49,7 +49,7 @@ where
     ConnectorFn { f }
 }
 
-impl<F, S, ReqBody> Connector<ReqBody> for ConnectorFn<F>
+impl<F, S> Connector for ConnectorFn<F>
 where
     F: Fn(&Uri) -> Result<S, BoxError>,
 {
@@ -72,9 +72,13 @@ pub use self::hyper::HyperConnector;
 #[cfg(feature = "hyper")]
 mod hyper {
     use std::fmt;
+    use std::marker::PhantomData;
 
+    use bytes::Bytes;
     use evenkeel_core::BoxError;
+    use evenkeel_core::body::ReplayBody;
     use http::Uri;
+    use http_body_util::Full;
     use hyper_util::client::legacy::connect::{Connect, HttpConnector};
     use hyper_util::client::legacy::{Builder, Client};
     use hyper_util::rt::TokioExecutor;
@@ -91,10 +95,24 @@ mod hyper {
     /// - [`HyperConnector::https`] (feature `rustls`): HTTPS with rustls and
     ///   the web PKI roots, HTTP/1.1 and HTTP/2 by ALPN;
     /// - [`HyperConnector::new`]: any hyper-util connector.
-    #[derive(Clone)]
-    pub struct HyperConnector<C = HttpConnector> {
+    ///
+    /// `B` is the body type of the requests the caller sends (the preset
+    /// wraps it to replay it); `Full<Bytes>` unless chosen with
+    /// [`HyperConnector::with_body`].
+    pub struct HyperConnector<C = HttpConnector, B = Full<Bytes>> {
         connector: C,
         builder: Builder,
+        _body: PhantomData<fn(B)>,
+    }
+
+    impl<C: Clone, B> Clone for HyperConnector<C, B> {
+        fn clone(&self) -> Self {
+            HyperConnector {
+                connector: self.connector.clone(),
+                builder: self.builder.clone(),
+                _body: PhantomData,
+            }
+        }
     }
 
     impl HyperConnector<HttpConnector> {
@@ -128,6 +146,19 @@ mod hyper {
             HyperConnector {
                 connector,
                 builder: Client::builder(TokioExecutor::new()),
+                _body: PhantomData,
+            }
+        }
+    }
+
+    impl<C, B> HyperConnector<C, B> {
+        /// The same connector for callers whose requests carry bodies of
+        /// type `B2`.
+        pub fn with_body<B2>(self) -> HyperConnector<C, B2> {
+            HyperConnector {
+                connector: self.connector,
+                builder: self.builder,
+                _body: PhantomData,
             }
         }
 
@@ -137,21 +168,21 @@ mod hyper {
         }
     }
 
-    impl<C, ReqBody> Connector<ReqBody> for HyperConnector<C>
+    impl<C, B> Connector for HyperConnector<C, B>
     where
         C: Connect + Clone + Send + Sync + 'static,
-        ReqBody: http_body::Body + Send + 'static,
-        ReqBody::Data: Send,
-        ReqBody::Error: Into<BoxError>,
+        B: http_body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
     {
-        type Service = Client<C, ReqBody>;
+        type Service = Client<C, ReplayBody<ReplayBody<B>>>;
 
         fn connect(&self, _base_url: &Uri) -> Result<Self::Service, BoxError> {
             Ok(self.builder.build(self.connector.clone()))
         }
     }
 
-    impl<C> fmt::Debug for HyperConnector<C> {
+    impl<C, B> fmt::Debug for HyperConnector<C, B> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("HyperConnector")
                 .field("builder", &self.builder)

@@ -66,7 +66,7 @@ struct State {
     limits: Vec<(String, LimitHandle)>,
 }
 
-impl<S> Preset<S> {
+impl Preset<()> {
     /// A builder with the defaults: 3 attempts, a 30 s total deadline, a
     /// 10 s attempt timeout, server waits honoured up to 120 s, a 20 %
     /// retry budget, quota waits up to 10 s, AIMD concurrency per endpoint,
@@ -74,7 +74,9 @@ impl<S> Preset<S> {
     pub fn builder() -> PresetBuilder {
         PresetBuilder::default()
     }
+}
 
+impl<S> Preset<S> {
     /// The retry budget.
     pub fn budget(&self) -> &RetryBudget {
         &self.state.budget
@@ -319,9 +321,9 @@ impl PresetBuilder {
 
     /// Validates the configuration and builds the stack, with one service
     /// per endpoint from `connector`.
-    pub fn build<C, ReqBody>(self, connector: C) -> Result<Preset<C::Service>, ConfigError>
+    pub fn build<C>(self, connector: C) -> Result<Preset<C::Service>, ConfigError>
     where
-        C: Connector<ReqBody>,
+        C: Connector,
         C::Service: Clone,
     {
         if self.endpoints.is_empty() {
@@ -449,49 +451,41 @@ impl PresetBuilder {
         })
     }
 
-    /// Builds the stack on the hyper-util client over plain HTTP.
+    /// Builds the stack on the hyper-util client over plain HTTP, for
+    /// requests with `Full<Bytes>` bodies (see [`HyperConnector`] for
+    /// others).
     #[cfg(feature = "hyper")]
-    pub fn build_http<ReqBody>(
-        self,
-    ) -> Result<
-        Preset<
-            hyper_util::client::legacy::Client<
-                hyper_util::client::legacy::connect::HttpConnector,
-                ReqBody,
-            >,
-        >,
-        ConfigError,
-    >
-    where
-        ReqBody: http_body::Body + Send + 'static,
-        ReqBody::Data: Send,
-        ReqBody::Error: Into<evenkeel_core::BoxError>,
-    {
+    pub fn build_http(self) -> Result<Preset<HttpClient>, ConfigError> {
         self.build(HyperConnector::http())
     }
 
     /// Builds the stack on the hyper-util client over HTTPS (rustls, web
-    /// PKI roots) and plain HTTP.
+    /// PKI roots) and plain HTTP, for requests with `Full<Bytes>` bodies.
     #[cfg(feature = "rustls")]
-    pub fn build_https<ReqBody>(
-        self,
-    ) -> Result<
-        Preset<
-            hyper_util::client::legacy::Client<
-                hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-                ReqBody,
-            >,
-        >,
-        ConfigError,
-    >
-    where
-        ReqBody: http_body::Body + Send + 'static,
-        ReqBody::Data: Send,
-        ReqBody::Error: Into<evenkeel_core::BoxError>,
-    {
+    pub fn build_https(self) -> Result<Preset<HttpsClient>, ConfigError> {
         self.build(HyperConnector::https())
     }
 }
+
+/// The request body the connector sees for a caller's `Full<Bytes>`: kept
+/// for replay by the retry layer, then by the failover layer.
+#[cfg(feature = "hyper")]
+pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> =
+    evenkeel_core::body::ReplayBody<evenkeel_core::body::ReplayBody<B>>;
+
+/// The hyper-util client [`PresetBuilder::build_http`] uses.
+#[cfg(feature = "hyper")]
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    ConnectorBody,
+>;
+
+/// The hyper-util client [`PresetBuilder::build_https`] uses.
+#[cfg(feature = "rustls")]
+pub type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ConnectorBody,
+>;
 
 impl fmt::Debug for PresetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
