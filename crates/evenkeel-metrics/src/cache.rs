@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::SharedString;
@@ -214,6 +215,13 @@ impl<K: Hash + Eq + Copy, V> Table<K, V> {
 /// The id of [`OTHER`] in every [`Interner`].
 pub(crate) const OTHER_ID: u32 = 0;
 
+/// What an [`Interner`] keeps for a key whose label function gave nothing.
+const NO_VALUE: u32 = u32::MAX;
+
+fn known(id: u32) -> Option<u32> {
+    (id != NO_VALUE).then_some(id)
+}
+
 struct Interned {
     ids: HashMap<Box<str>, u32, Fx>,
     values: Vec<SharedString>,
@@ -226,6 +234,8 @@ pub(crate) struct Interner {
     slots: [OnceLock<(Box<str>, u32)>; SLOTS],
     inner: RwLock<Interned>,
     limit: usize,
+    /// Set once `limit` keys are held.
+    full: AtomicBool,
 }
 
 impl Interner {
@@ -237,6 +247,7 @@ impl Interner {
                 values: vec![SharedString::const_str(OTHER)],
             }),
             limit,
+            full: AtomicBool::new(false),
         }
     }
 
@@ -262,13 +273,16 @@ impl Interner {
     ) -> Option<u32> {
         for slot in &self.slots {
             match slot.get() {
-                Some((k, id)) if **k == *key => return Some(*id),
+                Some((k, id)) if **k == *key => return known(*id),
                 Some(_) => {}
                 None => break,
             }
         }
         if let Some(&id) = self.inner.read().ids.get(key) {
-            return Some(id);
+            return known(id);
+        }
+        if self.full.load(Ordering::Relaxed) {
+            return Some(OTHER_ID);
         }
         self.insert(key, label)
     }
@@ -278,20 +292,28 @@ impl Interner {
     fn insert(&self, key: &str, label: impl FnOnce(&str) -> Option<SharedString>) -> Option<u32> {
         let mut inner = self.inner.write();
         if let Some(&id) = inner.ids.get(key) {
-            return Some(id);
+            return known(id);
         }
         if inner.ids.len() >= self.limit {
+            // From now on a new key costs a read lock, not the write lock.
+            self.full.store(true, Ordering::Relaxed);
             return Some(OTHER_ID);
         }
-        let value = label(key)?;
-        let id = u32::try_from(inner.values.len()).unwrap_or(OTHER_ID);
-        inner.values.push(value);
+        // A key without a value is remembered too, so it is not parsed again.
+        let id = match label(key) {
+            Some(value) => {
+                let id = u32::try_from(inner.values.len()).unwrap_or(OTHER_ID);
+                inner.values.push(value);
+                id
+            }
+            None => NO_VALUE,
+        };
         inner.ids.insert(key.into(), id);
         if let Some(slot) = self.slots.iter().find(|slot| slot.get().is_none()) {
             // Under the write lock: no other thread is filling slots.
             let _ = slot.set((key.into(), id));
         }
-        Some(id)
+        known(id)
     }
 
     /// The value of an id (`_OTHER` for an unknown one).
@@ -337,8 +359,13 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(&*interner.value(a), "api.example.com");
         assert_eq!(&*interner.value(b), "api.example.com");
-        assert_eq!(interner.id_by("", |_| None), None);
-        assert_eq!(parsed.get(), 2);
+        // A key without a value is remembered: not parsed again.
+        assert_eq!(
+            interner.id_by(":80", |k| host(k).filter(|h| !h.is_empty())),
+            None
+        );
+        assert_eq!(interner.id_by(":80", host), None);
+        assert_eq!(parsed.get(), 3);
     }
 
     #[test]
