@@ -1,0 +1,461 @@
+//! `evenkeel load`: drive load at a URL through the preset or a bare client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use evenkeel::core::BoxError;
+use evenkeel::core::event::Event;
+use evenkeel::{ConnectorBody, Preset, connector_fn};
+use hdrhistogram::Histogram;
+use http::{Method, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Mutex as StdMutex;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::Failure;
+use crate::counted::{Counted, Wire};
+use crate::report::Report;
+
+/// Response bodies are read (so connections are reused and latency is
+/// end to end) up to this many bytes.
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Drive load at a URL and report what happened.
+///
+/// Every logical request carries a unique `x-request-id`, the same on all
+/// its retries and failover attempts. The path and query of the first
+/// `--url` are sent to every endpoint; further `--url`s are backups, in
+/// order, and contribute their scheme, host and port.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The target URL (http or https). Repeat for backups, in order.
+    #[arg(long, required = true, value_name = "URL")]
+    pub(crate) url: Vec<String>,
+    /// How many requests to send.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub(crate) requests: usize,
+    /// How many requests in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "C")]
+    pub(crate) concurrency: usize,
+    /// The request method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Get)]
+    pub(crate) method: MethodArg,
+    /// A request body of this many bytes (JSON-shaped filler).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub(crate) body_bytes: usize,
+    /// Through the evenkeel preset, or a plain hyper client (no retry,
+    /// first URL only).
+    #[arg(long, value_enum, default_value_t = StackArg::Preset)]
+    pub(crate) stack: StackArg,
+    /// Print one JSON object as the last line of output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// HTTP methods for `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub(crate) enum MethodArg {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Get => Method::GET,
+            MethodArg::Post => Method::POST,
+            MethodArg::Put => Method::PUT,
+            MethodArg::Delete => Method::DELETE,
+        }
+    }
+}
+
+/// Which client stack carries the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StackArg {
+    /// The evenkeel preset (retry, failover, quota, limit, metrics).
+    Preset,
+    /// A plain hyper-util client.
+    Bare,
+}
+
+/// A load run, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) targets: Vec<Uri>,
+    pub(crate) requests: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) method: Method,
+    pub(crate) body: Bytes,
+    pub(crate) stack: StackArg,
+    pub(crate) run_id: String,
+    /// Backups named in events and tables.
+    pub(crate) names: Vec<String>,
+}
+
+impl Plan {
+    pub(crate) fn from_args(args: &LoadArgs) -> Result<Plan, Failure> {
+        if args.requests == 0 {
+            return Err(Failure::Usage("--requests must be at least 1".into()));
+        }
+        if args.concurrency == 0 {
+            return Err(Failure::Usage("--concurrency must be at least 1".into()));
+        }
+        if args.concurrency > 10_000 {
+            return Err(Failure::Usage("--concurrency is capped at 10000".into()));
+        }
+        if args.body_bytes > 64 * 1024 * 1024 {
+            return Err(Failure::Usage("--body-bytes is capped at 64 MiB".into()));
+        }
+        let targets = args
+            .url
+            .iter()
+            .map(|u| parse_target(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            names: targets
+                .iter()
+                .map(|t| t.authority().map(|a| a.to_string()).unwrap_or_default())
+                .collect(),
+            targets,
+            requests: args.requests,
+            concurrency: args.concurrency,
+            method: args.method.into(),
+            body: filler(args.body_bytes),
+            stack: args.stack,
+            run_id: run_id(),
+        })
+    }
+}
+
+fn parse_target(url: &str) -> Result<Uri, Failure> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Failure::Usage(format!("--url `{url}` is not a valid URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "--url `{url}`: unsupported scheme `{other}` (use http or https)"
+            )));
+        }
+        None => {
+            return Err(Failure::Usage(format!(
+                "--url `{url}` needs a scheme and host, like http://127.0.0.1:8080/v1/messages"
+            )));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(Failure::Usage(format!("--url `{url}` has no host")));
+    }
+    Ok(uri)
+}
+
+/// A JSON-shaped body of exactly `n` bytes (when `n` ≥ 13).
+fn filler(n: usize) -> Bytes {
+    if n == 0 {
+        return Bytes::new();
+    }
+    const HEAD: &str = r#"{"filler":""#;
+    const TAIL: &str = r#""}"#;
+    if n < HEAD.len() + TAIL.len() {
+        return Bytes::from(vec![b' '; n]);
+    }
+    let mut body = String::with_capacity(n);
+    body.push_str(HEAD);
+    body.extend(std::iter::repeat_n('x', n - HEAD.len() - TAIL.len()));
+    body.push_str(TAIL);
+    Bytes::from(body)
+}
+
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "ek-{:x}-{:x}",
+        std::process::id(),
+        now.as_millis() as u64 & 0xffff_ffff
+    )
+}
+
+pub(crate) async fn run(args: LoadArgs) -> Result<(), Failure> {
+    let plan = Plan::from_args(&args)?;
+    let progress = progress_bar(plan.requests as u64, args.json);
+    let report = execute(&plan, &progress).await?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+pub(crate) fn progress_bar(len: u64, hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>8} [{bar:32}] {pos}/{len} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+
+fn https_client<B>() -> HttpsClient<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// Counters the preset's events feed.
+#[derive(Debug, Default)]
+struct Decisions {
+    retries: AtomicU64,
+    failovers: AtomicU64,
+}
+
+/// Runs `plan` and reports; `progress` advances once per logical request.
+pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Report, Failure> {
+    progress.set_prefix(match plan.stack {
+        StackArg::Preset => "preset",
+        StackArg::Bare => "bare",
+    });
+    let wire = Arc::new(Wire::default());
+    let decisions = Arc::new(Decisions::default());
+    match plan.stack {
+        StackArg::Bare => {
+            let client = Counted::new(https_client::<Full<Bytes>>(), wire.clone());
+            let target = plan.targets[0].clone();
+            drive(plan, progress, wire, decisions, move |req| {
+                let (mut parts, body) = req.into_parts();
+                parts.uri = target.clone();
+                client
+                    .clone()
+                    .oneshot(http::Request::from_parts(parts, body))
+            })
+            .await
+        }
+        StackArg::Preset => {
+            let client = Counted::new(https_client::<ConnectorBody>(), wire.clone());
+            let mut builder = Preset::builder();
+            for (name, target) in plan.names.iter().zip(&plan.targets) {
+                let base = format!(
+                    "{}://{}",
+                    target.scheme_str().unwrap_or("http"),
+                    target.authority().map(|a| a.as_str()).unwrap_or_default()
+                );
+                builder = builder.named_endpoint(name.clone(), base);
+            }
+            let counters = decisions.clone();
+            let preset = builder
+                .on_event(move |e: &Event<'_>| match e {
+                    Event::Retry { .. } => {
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Failover { .. } => {
+                        counters.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                })
+                .build(connector_fn(move |_| Ok(client.clone())))
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let path = plan.targets[0]
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".to_owned());
+            drive(plan, progress, wire, decisions, move |req| {
+                let (mut parts, body) = req.into_parts();
+                parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+                preset
+                    .clone()
+                    .oneshot(http::Request::from_parts(parts, body))
+            })
+            .await
+        }
+    }
+}
+
+/// One worker per unit of concurrency, each taking the next request
+/// number until all are sent.
+async fn drive<F, Fut, RB>(
+    plan: &Plan,
+    progress: &ProgressBar,
+    wire: Arc<Wire>,
+    decisions: Arc<Decisions>,
+    send: F,
+) -> Result<Report, Failure>
+where
+    F: Fn(http::Request<Full<Bytes>>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<RB>, BoxError>> + Send,
+    RB: http_body::Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(StdMutex::new(Tally::default()));
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..plan.concurrency.min(plan.requests) {
+        let (next, tally, send, progress) =
+            (next.clone(), tally.clone(), send.clone(), progress.clone());
+        let plan = plan.clone();
+        workers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= plan.requests as u64 {
+                    break;
+                }
+                let mut request = http::Request::builder()
+                    .method(plan.method.clone())
+                    .uri("/")
+                    .header("x-request-id", format!("{}-{n}", plan.run_id));
+                if !plan.body.is_empty() {
+                    request = request.header("content-type", "application/json");
+                }
+                let request = request
+                    .body(Full::new(plan.body.clone()))
+                    .expect("a valid request");
+                let sent = Instant::now();
+                let result = match send(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match Limited::new(response.into_body(), BODY_LIMIT)
+                            .collect()
+                            .await
+                        {
+                            Ok(_) => Ok(status),
+                            Err(e) => Err(format!("reading the body: {}", crate::chain(&*e))),
+                        }
+                    }
+                    Err(e) => Err(crate::chain(&*e)),
+                };
+                tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(sent.elapsed(), result);
+                progress.inc(1);
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.map_err(|e| Failure::Run(format!("a worker failed: {e}")))?;
+    }
+    let elapsed = start.elapsed();
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Report {
+        stack: match plan.stack {
+            StackArg::Preset => "preset",
+            StackArg::Bare => "bare",
+        },
+        requests: plan.requests as u64,
+        succeeded: tally.succeeded,
+        failed: tally.failed,
+        attempts: wire.attempts(),
+        retries: decisions.retries.load(Ordering::Relaxed),
+        failovers: decisions.failovers.load(Ordering::Relaxed),
+        rate_limited: wire.rate_limited(),
+        elapsed,
+        latency: tally.latency,
+        statuses: tally.statuses,
+        errors: tally.errors,
+    })
+}
+
+#[derive(Debug)]
+struct Tally {
+    succeeded: u64,
+    failed: u64,
+    latency: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            succeeded: 0,
+            failed: 0,
+            // Microseconds, up to an hour, three significant digits.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl Tally {
+    fn record(&mut self, took: Duration, result: Result<http::StatusCode, String>) {
+        let micros = (took.as_micros() as u64).clamp(1, 3_600_000_000);
+        let _ = self.latency.record(micros);
+        match result {
+            Ok(status) => {
+                *self.statuses.entry(status.as_u16()).or_default() += 1;
+                if status.is_success() {
+                    self.succeeded += 1;
+                } else {
+                    self.failed += 1;
+                }
+            }
+            Err(error) => {
+                self.failed += 1;
+                *self.errors.entry(error).or_default() += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_has_the_asked_size() {
+        for n in [0, 1, 12, 13, 14, 100, 4096] {
+            assert_eq!(filler(n).len(), n);
+        }
+        let body = filler(40);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    }
+
+    #[test]
+    fn bad_urls_are_usage_errors() {
+        for url in ["not a url", "ftp://x/y", "/just/a/path", "http:///nohost"] {
+            assert!(matches!(parse_target(url), Err(Failure::Usage(_))), "{url}");
+        }
+        assert!(parse_target("http://127.0.0.1:8080/v1/messages").is_ok());
+    }
+}

@@ -1,0 +1,143 @@
+//! `evenkeel`: see what the preset stack does, drive load at any API, run
+//! the simulated API, and diagnose a connection layer by layer.
+
+mod counted;
+mod demo;
+mod load;
+mod prom;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps API clients steady when the API pushes back.
+///
+/// `evenkeel demo` runs the same workload against a simulated rate-limited
+/// API with an outage, through a bare client and through the evenkeel
+/// preset, and prints them side by side.
+#[derive(Debug, Parser)]
+#[command(name = "evenkeel", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compare a bare client with the preset against a simulated API that
+    /// rate-limits, fails and goes down for a while (about a minute).
+    Demo(demo::DemoArgs),
+    /// Drive load at a URL through the preset (or a bare client) and report
+    /// what happened.
+    Load(load::LoadArgs),
+    /// Run the simulated rate-limited, faulty API on a port.
+    Sim(evenkeel_sim::cli::SimArgs),
+    /// Walk DNS, TCP, TLS, HTTP and rate limits for a URL and say which
+    /// layer fails and why.
+    Diagnose(evenkeel_diagnose::cli::DiagnoseArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => exit(demo::run(args).await),
+            Command::Load(args) => exit(load::run(args).await),
+            Command::Sim(args) => {
+                if let Err(err) = args.build() {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(2);
+                }
+                match evenkeel_sim::cli::run(&args).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Diagnose(args) => ExitCode::from(evenkeel_diagnose::cli::run(&args).await),
+        }
+    })
+}
+
+/// How a subcommand failed: bad input (exit 2) or a failure while running
+/// (exit 1).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Usage(String),
+    Run(String),
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    evenkeel_sim::cli::chain(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn load_interface_parses() {
+        let cli = Cli::try_parse_from([
+            "evenkeel",
+            "load",
+            "--url",
+            "http://127.0.0.1:1/v1/messages",
+            "--url",
+            "http://127.0.0.1:2/v1/messages",
+            "--requests",
+            "10",
+            "--concurrency",
+            "2",
+            "--method",
+            "POST",
+            "--body-bytes",
+            "64",
+            "--stack",
+            "bare",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Load(args) => {
+                assert_eq!(args.url.len(), 2);
+                assert_eq!(args.requests, 10);
+                assert!(args.json);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
