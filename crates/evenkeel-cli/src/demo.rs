@@ -23,10 +23,14 @@ use crate::report;
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Requests in each run.
-    #[arg(long, default_value_t = 400, value_name = "N")]
+    #[arg(long, default_value_t = 600, value_name = "N")]
     requests: usize,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 16, value_name = "C")]
+    /// The offered load: requests started per second, whatever the answers
+    /// (above the quota, as a busy batch job would).
+    #[arg(long, default_value_t = 60.0, value_name = "PER_SEC")]
+    offered: f64,
+    /// At most this many requests in flight at once.
+    #[arg(long, default_value_t = 64, value_name = "C")]
     concurrency: usize,
     /// The primary's request quota, per second.
     #[arg(long, default_value_t = 40.0, value_name = "PER_SEC")]
@@ -44,7 +48,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     outage_at: f64,
     /// How long the primary stays down, in seconds (0: no outage).
-    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     outage_for: f64,
     /// Request method (POSTs that may have been processed are never resent).
     #[arg(long, value_enum, default_value_t = load::MethodArg::Post)]
@@ -84,6 +88,12 @@ impl DemoArgs {
                     "--{name} must be between 0 and 3600 seconds, got {v}"
                 )));
             }
+        }
+        if !self.offered.is_finite() || self.offered <= 0.0 || self.offered > 100_000.0 {
+            return Err(Failure::Usage(format!(
+                "--offered must be between 0 and 100000 requests per second, got {}",
+                self.offered
+            )));
         }
         if self.requests == 0 || self.concurrency == 0 {
             return Err(Failure::Usage(
@@ -134,9 +144,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         args.outage_for
     );
     println!(
-        "workload: {} {} requests, {} at a time\n",
+        "workload: {} {} requests offered at {}/s, at most {} in flight\n",
         args.requests,
         Method::from(args.method),
+        args.offered,
         args.concurrency
     );
     let bare = run_once(&args, StackArg::Bare).await?;
@@ -163,7 +174,7 @@ async fn run_once(args: &DemoArgs, stack: StackArg) -> Result<report::Report, Fa
     if stack == StackArg::Preset {
         urls.push(format!("{}/v1/messages", backup.url()));
     }
-    let plan = Plan::from_args(&load::LoadArgs {
+    let mut plan = Plan::from_args(&load::LoadArgs {
         url: urls,
         requests: args.requests,
         concurrency: args.concurrency,
@@ -172,6 +183,7 @@ async fn run_once(args: &DemoArgs, stack: StackArg) -> Result<report::Report, Fa
         stack,
         json: false,
     })?;
+    plan.interval = Some(Duration::from_secs_f64(1.0 / args.offered));
     let outage = (args.outage_for > 0.0).then(|| {
         let handle = primary.handle();
         let (at, span) = (

@@ -108,6 +108,10 @@ pub(crate) struct Plan {
     pub(crate) run_id: String,
     /// Backups named in events and tables.
     pub(crate) names: Vec<String>,
+    /// When set, request `n` starts no earlier than `n × interval` after
+    /// the run starts (an offered load, whatever the answers), instead of
+    /// as soon as a worker is free.
+    pub(crate) interval: Option<Duration>,
 }
 
 impl Plan {
@@ -141,6 +145,7 @@ impl Plan {
             body: filler(args.body_bytes),
             stack: args.stack,
             run_id: run_id(),
+            interval: None,
         })
     }
 }
@@ -337,6 +342,10 @@ where
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= plan.requests as u64 {
                     break;
+                }
+                if let Some(interval) = plan.interval {
+                    let at = start + interval.saturating_mul(n.min(u32::MAX as u64) as u32);
+                    tokio::time::sleep_until(at).await;
                 }
                 let mut request = http::Request::builder()
                     .method(plan.method.clone())
