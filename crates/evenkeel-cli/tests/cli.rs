@@ -245,3 +245,54 @@ fn help_explains_every_subcommand() {
         assert!(stdout.contains(flag), "{flag}: {stdout}");
     }
 }
+
+#[test]
+fn diagnose_names_the_failing_layer_and_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v1/messages");
+    let output = evenkeel(&["diagnose", &url, "--no-proxy", "--timeout-ms", "2000"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let verdict = stdout.lines().last().unwrap_or_default();
+    assert!(verdict.starts_with("verdict:"), "{stdout}");
+    assert!(verdict.contains("TCP"), "{verdict}");
+
+    let output = evenkeel(&["diagnose", "ftp://example.com"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_reads_the_quotas_of_a_429() {
+    let server = Sim::builder()
+        .requests(1.0, 1)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    server
+        .handle()
+        .force(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(20)),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let url = format!("{}/v1/messages", server.url());
+    let output = evenkeel_async(
+        ["diagnose", &url, "--no-proxy", "--json"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let verdict = report["verdict"].to_string();
+    assert!(verdict.contains("wait"), "{verdict}");
+    server.shutdown().await;
+}
