@@ -57,6 +57,9 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> RateLimits {
+    if headers.is_empty() {
+        return RateLimits::new();
+    }
     let mut seen = Seen::default();
     for (name, value) in headers {
         seen.observe(name.as_str(), value.as_bytes(), now);
