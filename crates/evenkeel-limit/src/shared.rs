@@ -8,6 +8,7 @@ use std::time::Duration;
 use evenkeel_core::event::{Event, Events};
 use evenkeel_core::{Classify, Outcome, clock};
 use evenkeel_headers::Resource;
+use http::header::HeaderName;
 use http::{HeaderMap, Response};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -18,6 +19,10 @@ use crate::reject::Reject;
 
 /// No ceiling.
 const NONE: usize = usize::MAX;
+
+/// Looked up by a `HeaderName`, not a `&str`, which would be parsed into
+/// one on every response.
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 pub(crate) struct Shared<A, C, R> {
     pub(crate) gate: Gate,
@@ -113,7 +118,7 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
 
     /// Reads a `RateLimit-Policy` with `qu="concurrent-requests"`.
     fn read_ceiling(&self, headers: &HeaderMap) {
-        if !headers.contains_key("ratelimit-policy") {
+        if !headers.contains_key(&RATELIMIT_POLICY) {
             return;
         }
         let limits = evenkeel_headers::rate_limits(headers, clock::system_now());
