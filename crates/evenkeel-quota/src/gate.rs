@@ -95,6 +95,22 @@ impl<St: QuotaStore> Shared<St> {
     pub(crate) fn all(&self) -> Vec<Arc<Entry<St>>> {
         self.entries.read().values().cloned().collect()
     }
+
+    /// The least of `f` over every entry, under the read lock and without
+    /// copying the entries: `None` when there is no entry, or as soon as
+    /// `f` gives `None` for one.
+    pub(crate) fn try_min<T: Ord>(&self, mut f: impl FnMut(&Entry<St>) -> Option<T>) -> Option<T> {
+        let entries = self.entries.read();
+        let mut least: Option<T> = None;
+        for entry in entries.values() {
+            let value = f(entry)?;
+            least = Some(match least {
+                Some(l) if l <= value => l,
+                _ => value,
+            });
+        }
+        least
+    }
 }
 
 /// One key: its name, its store handle, its gate, and the counters the

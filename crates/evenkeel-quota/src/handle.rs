@@ -125,16 +125,9 @@ impl<St: QuotaStore> QuotaHandle<St> {
 /// that knows no key yet has room.
 impl<St: QuotaStore> Cooldown for QuotaHandle<St> {
     fn cooldown_until(&self) -> Option<Instant> {
-        let mut earliest: Option<Instant> = None;
-        let entries = self.shared.all();
-        if entries.is_empty() {
-            return None;
-        }
-        for entry in &entries {
-            let at = self.room_at(entry)?;
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        }
-        earliest
+        // Asked on every `poll_ready` of a balancer: walks the keys in
+        // place rather than copying them out.
+        self.shared.try_min(|entry| self.room_at(entry))
     }
 }
 
