@@ -409,3 +409,41 @@ async fn a_client_side_rejection_keeps_its_type_inside_the_status() {
     script.release.notify_one();
     assert!(serving(held.await.unwrap().unwrap().get_ref()));
 }
+
+#[tokio::test]
+async fn a_handler_error_arrives_trailers_only_so_the_layers_see_it() {
+    // tonic's server answers a handler's error before any message as a
+    // trailers-only response: `grpc-status` in the headers, where
+    // `GrpcClassifier` (and so retry, limit and metrics) reads it. The
+    // health service answers NOT_FOUND for an unknown service name.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let (incoming, url) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let stack = ServiceBuilder::new()
+        .map_response(move |response: http::Response<tonic::body::Body>| {
+            let outcome =
+                evenkeel_core::Classify::classify_response(&GrpcClassifier::new(), &response);
+            record.lock().unwrap().push(outcome);
+            response
+        })
+        .service(channel(&url).await);
+    let mut client = HealthClient::new(stack);
+
+    assert!(serving(client.check(check()).await.unwrap().get_ref()));
+    let status = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].is_success(), "{seen:?}");
+    assert!(matches!(seen[1], Outcome::ClientError), "{seen:?}");
+}

@@ -96,6 +96,16 @@ const FORWARDED: [HeaderName; 4] = [
     HeaderName::from_static("x-request-id"),
 ];
 
+/// Response headers that describe one connection, not the message: not
+/// passed back.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+];
+
 #[derive(Clone)]
 struct Gateway {
     client: Preset<HttpsClient>,
@@ -164,7 +174,7 @@ async fn main() -> Result<(), BoxError> {
     let text = get_text(&format!("{base}/metrics")).await?;
     println!("\n/metrics (excerpt):");
     for line in text.lines().filter(|l| {
-        l.starts_with("evenkeel_limiter_rejections")
+        l.starts_with("evenkeel_limiter_")
             || l.starts_with("evenkeel_http_client_requests_total")
             || l.starts_with("evenkeel_retry")
     }) {
@@ -220,7 +230,10 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     }
     match gateway.client.oneshot(upstream).await {
         Ok(response) => {
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            for name in HOP_BY_HOP {
+                parts.headers.remove(name);
+            }
             Response::from_parts(parts, Body::new(body))
         }
         Err(err) => error_response(&err),

@@ -90,25 +90,7 @@ async fn main() -> Result<(), BoxError> {
         .max_attempts(4)
         .deadline(Duration::from_secs(10))
         .jitter(Jitter::seeded(3))
-        .on_event(move |event: &Event<'_>| match event {
-            Event::Retry {
-                attempt,
-                outcome,
-                wait,
-                ..
-            } => println!(
-                "{:>7.3}s  retry: attempt {attempt} after {outcome}, waiting {wait:?}",
-                start.elapsed().as_secs_f64()
-            ),
-            Event::GaveUp {
-                reason, attempts, ..
-            } => println!(
-                "{:>7.3}s  gave up after {attempts} attempts: {}",
-                start.elapsed().as_secs_f64(),
-                reason.as_str()
-            ),
-            _ => {}
-        })
+        .on_event(move |event: &Event<'_>| print_event(start, event))
         .build()?;
     let aimd = Aimd::builder()
         .initial_limit(8)
@@ -185,6 +167,26 @@ async fn main() -> Result<(), BoxError> {
         limits.limit()
     );
     Ok(())
+}
+
+/// Prints retries and give-ups with the time since `start`.
+fn print_event(start: Instant, event: &Event<'_>) {
+    let at = start.elapsed().as_secs_f64();
+    match event {
+        Event::Retry {
+            attempt,
+            outcome,
+            wait,
+            ..
+        } => println!("{at:>7.3}s  retry: attempt {attempt} after {outcome}, waiting {wait:?}"),
+        Event::GaveUp {
+            reason, attempts, ..
+        } => println!(
+            "{at:>7.3}s  gave up after {attempts} attempts: {}",
+            reason.as_str()
+        ),
+        _ => {}
+    }
 }
 
 /// Starts the flaky, limited health server on a loopback port; returns its
