@@ -50,9 +50,11 @@ fn quoted_blocks(guide: &str, text: &str) -> Vec<(String, Vec<String>)> {
 
 fn contains_lines(haystack: &[&str], needle: &[String]) -> bool {
     !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|w| w.iter().zip(needle).all(|(a, b)| a.trim_end() == b.trim_end()))
+        && haystack.windows(needle.len()).any(|w| {
+            w.iter()
+                .zip(needle)
+                .all(|(a, b)| a.trim_end() == b.trim_end())
+        })
 }
 
 #[test]
@@ -82,7 +84,10 @@ fn guide_code_is_quoted_from_compiled_files() {
 fn a_changed_block_is_caught() {
     let guide = "<!-- file: x.rs -->\n```rust\nfn a() {}\n```\n";
     let blocks = quoted_blocks("test", guide);
-    assert_eq!(blocks, vec![("x.rs".to_owned(), vec!["fn a() {}".to_owned()])]);
+    assert_eq!(
+        blocks,
+        vec![("x.rs".to_owned(), vec!["fn a() {}".to_owned()])]
+    );
     let source = ["fn b() {}", "fn a() {}"];
     assert!(contains_lines(&source, &blocks[0].1));
     assert!(!contains_lines(&["fn a() { }"], &blocks[0].1));
