@@ -1,5 +1,12 @@
 //! Adding evenkeel layers to a `tower::ServiceBuilder` by name.
 
+#[cfg(any(
+    feature = "retry",
+    feature = "limit",
+    feature = "quota",
+    feature = "metrics",
+    feature = "failover"
+))]
 use tower_layer::Stack;
 
 mod sealed {
