@@ -16,148 +16,36 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use std::convert::Infallible;
+#[allow(dead_code)] // the allocation test shares it and uses other parts
+mod support;
+
 use std::fmt::Debug;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use criterion::measurement::WallTime;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use evenkeel::{Preset, connector_fn};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
-use tower::{Layer, Service, ServiceBuilder};
-use tower_resilience::bulkhead::BulkheadLayer;
-use tower_resilience::circuitbreaker::CircuitBreakerLayer;
-use tower_resilience::retry::{RetryBudgetBuilder, RetryLayer};
+use evenkeel::failover::{BaseUrlLayer, Endpoint, Failover};
+use evenkeel::limit::LimitLayer;
+use evenkeel::metrics::{MetricsLayer, Scope};
+use evenkeel::quota::QuotaLayer;
+use evenkeel::retry::RetryLayer;
+use evenkeel::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT,
+    DEFAULT_MAX_SERVER_WAIT, PresetLimit,
+};
+use http::{Response, StatusCode};
+use tower::timeout::TimeoutLayer;
+use tower::{Layer, Service};
 
-type Req = Request<Full<Bytes>>;
-type Res = Response<Full<Bytes>>;
-
-/// The upstream: always ready, answers 200 with an empty body at once.
-/// With rate-limit headers, it answers with a copy of them and counts
-/// `anthropic-ratelimit-requests-remaining` down by one per request, as
-/// the API does. Cheap to clone: stacks clone it on every call.
-#[derive(Clone)]
-struct Upstream {
-    headers: Option<Arc<HeaderMap>>,
-    left: Arc<AtomicU64>,
-}
-
-impl Upstream {
-    fn plain() -> Self {
-        Upstream {
-            headers: None,
-            left: Arc::default(),
-        }
-    }
-
-    fn anthropic() -> Self {
-        Upstream {
-            headers: Some(Arc::new(anthropic_headers())),
-            left: Arc::new(AtomicU64::new(REQUESTS_LIMIT - 1)),
-        }
-    }
-}
-
-impl<B> Service<Request<B>> for Upstream {
-    type Response = Res;
-    type Error = Infallible;
-    type Future = Ready<Result<Res, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        drop(request);
-        let mut response = Response::new(Full::new(Bytes::new()));
-        if let Some(headers) = &self.headers {
-            *response.headers_mut() = HeaderMap::clone(headers);
-            let left = self.left.fetch_sub(1, Ordering::Relaxed);
-            response.headers_mut().insert(
-                "anthropic-ratelimit-requests-remaining",
-                HeaderValue::from(left),
-            );
-        }
-        ready(Ok(response))
-    }
-}
-
-/// So large that no run comes near it: the quota layer learns it and never
-/// paces.
-const REQUESTS_LIMIT: u64 = 1_000_000_000_000;
-
-/// What the Messages API sends on a 200: request, token, input-token and
-/// output-token quotas with RFC 3339 resets, a request id and the content
-/// type. `anthropic-ratelimit-requests-remaining` is added per response.
-fn anthropic_headers() -> HeaderMap {
-    let reset = rfc3339(SystemTime::now() + Duration::from_secs(60));
-    let requests_limit = REQUESTS_LIMIT.to_string();
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("content-type", "application/json"),
-        ("request-id", "req_011CPzQbQ5mBcT3yCvvVw7Ju"),
-        (
-            "anthropic-organization-id",
-            "1b0e4ba4-2d3c-4d1f-9d4b-6c6f6e1a2b3c",
-        ),
-        ("anthropic-ratelimit-requests-limit", &requests_limit),
-        ("anthropic-ratelimit-requests-reset", &reset),
-        ("anthropic-ratelimit-tokens-limit", "2400000"),
-        ("anthropic-ratelimit-tokens-remaining", "2399000"),
-        ("anthropic-ratelimit-tokens-reset", &reset),
-        ("anthropic-ratelimit-input-tokens-limit", "2000000"),
-        ("anthropic-ratelimit-input-tokens-remaining", "1999000"),
-        ("anthropic-ratelimit-input-tokens-reset", &reset),
-        ("anthropic-ratelimit-output-tokens-limit", "400000"),
-        ("anthropic-ratelimit-output-tokens-remaining", "400000"),
-        ("anthropic-ratelimit-output-tokens-reset", &reset),
-    ] {
-        headers.insert(name, HeaderValue::from_str(value).unwrap());
-    }
-    headers
-}
-
-/// `t` as RFC 3339 in UTC, whole seconds (`2025-06-01T12:00:00Z`).
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// The request of every call: a Messages API POST with two headers and a
-/// small JSON body, all static.
-fn request() -> Req {
-    Request::post(http::Uri::from_static("/v1/messages"))
-        .header("content-type", HeaderValue::from_static("application/json"))
-        .header("x-api-key", HeaderValue::from_static("sk-ant-bench"))
-        .body(Full::new(Bytes::from_static(
-            br#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#,
-        )))
-        .unwrap()
-}
+use support::{Req, Upstream, preset, request, resilience_stack, tower_stack};
 
 /// One call: ready, call, one poll with a no-op waker, drop the response.
+/// Never inlined, so `valgrind --tool=callgrind
+/// --toggle-collect='preset::drive*'` counts the instructions of the calls
+/// and nothing else (not the making of the requests).
+#[inline(never)]
 fn drive<S, B>(svc: &mut S, req: Req)
 where
     S: Service<Req, Response = Response<B>>,
@@ -176,65 +64,84 @@ where
     }
 }
 
-/// The preset with one endpoint and every default.
-fn preset(upstream: &Upstream) -> Preset<Upstream> {
-    let upstream = upstream.clone();
-    Preset::builder()
-        .endpoint("http://api.example")
-        .build(connector_fn(move |_| Ok(upstream.clone())))
-        .unwrap()
-}
-
-/// tower's `Retry` with the simplest policy that can retry (clone every
-/// request, retry errors only) over a `ConcurrencyLimit`.
-#[derive(Clone, Copy)]
-struct Trivial;
-
-impl<E> tower::retry::Policy<Req, Res, E> for Trivial {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        result.is_err().then(|| ready(()))
+/// Benchmarks the preset's stack built up from the inside out, each stage
+/// one more layer with the preset's settings, so the difference between
+/// two stages is what a layer costs.
+fn stages(c: &mut Criterion, upstream: &Upstream) {
+    fn stage<S, B>(group: &mut criterion::BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
+    where
+        S: Service<Req, Response = Response<B>>,
+        S::Error: Debug,
+    {
+        group.bench_function(name, |b| {
+            b.iter_batched(request, |req| drive(&mut svc, req), BatchSize::SmallInput)
+        });
     }
 
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-fn tower_stack(upstream: &Upstream) -> impl Service<Req, Response = Res, Error: Debug> + use<> {
-    ServiceBuilder::new()
-        .retry(Trivial)
-        .concurrency_limit(64)
-        .service(upstream.clone())
-}
-
-/// tower-resilience configured as a user would for the same job: retry (3
-/// attempts, exponential backoff, a token-bucket budget, 429/503/529
-/// retried) → circuit breaker (defaults) → bulkhead (64 at once, waits up
-/// to 10 s).
-fn resilience_stack(
-    upstream: &Upstream,
-) -> impl Service<Req, Response = Res, Error: Debug> + use<> {
-    let bulkhead = BulkheadLayer::builder()
-        .max_concurrent_calls(64)
-        .max_wait_duration(Duration::from_secs(10))
+    let call_metrics = MetricsLayer::new();
+    let attempt_metrics = MetricsLayer::builder()
+        .scope(Scope::Attempt)
         .build()
         .unwrap();
-    let breaker = CircuitBreakerLayer::builder().build().unwrap();
-    let budget = RetryBudgetBuilder::new()
-        .token_bucket()
-        .tokens_per_second(10.0)
-        .max_tokens(100)
-        .build()
-        .unwrap();
-    let retry = RetryLayer::builder()
-        .max_attempts(3)
-        .exponential_backoff(Duration::from_millis(500))
-        .budget(budget)
-        .retry_on_response(|res: &Res| matches!(res.status().as_u16(), 429 | 503 | 529))
-        .build();
-    retry.layer(breaker.layer(bulkhead.layer(upstream.clone())))
+    let events = call_metrics.listener().events();
+    let timeout = || TimeoutLayer::new(DEFAULT_ATTEMPT_TIMEOUT).layer(upstream.clone());
+    let limit = || {
+        LimitLayer::adaptive(PresetLimit::default())
+            .name("api.example")
+            .events(events.clone())
+            .build()
+            .unwrap()
+            .layer(timeout())
+    };
+    let quota = || {
+        QuotaLayer::builder()
+            .max_wait(DEFAULT_MAX_QUOTA_WAIT)
+            .events(events.clone())
+            .build()
+            .unwrap()
+    };
+    let base_url = |quota: &QuotaLayer| {
+        BaseUrlLayer::new("http://api.example")
+            .unwrap()
+            .layer(quota.layer(limit()))
+    };
+    let failover = || {
+        let quota = quota();
+        let endpoint = Endpoint::new("api.example", base_url(&quota))
+            .tier(0)
+            .cooldown(quota.handle());
+        Failover::builder()
+            .events(events.clone())
+            .endpoint(endpoint)
+            .build()
+            .unwrap()
+    };
+    let retry = || {
+        RetryLayer::builder()
+            .max_attempts(DEFAULT_MAX_ATTEMPTS)
+            .deadline(DEFAULT_DEADLINE)
+            .max_server_wait(DEFAULT_MAX_SERVER_WAIT)
+            .events(events.clone())
+            .build()
+            .unwrap()
+            .layer(attempt_metrics.layer(failover()))
+    };
+
+    let mut group = c.benchmark_group("preset, built up, no rate-limit headers");
+    stage(&mut group, "bare", upstream.clone());
+    stage(&mut group, "+ timeout", timeout());
+    stage(&mut group, "+ limit", limit());
+    stage(&mut group, "+ quota", quota().layer(limit()));
+    stage(&mut group, "+ base URL", base_url(&quota()));
+    stage(&mut group, "+ failover", failover());
+    stage(
+        &mut group,
+        "+ attempt metrics",
+        attempt_metrics.layer(failover()),
+    );
+    stage(&mut group, "+ retry", retry());
+    stage(&mut group, "+ call metrics", call_metrics.layer(retry()));
+    group.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -275,6 +182,7 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
     }
+    stages(c, &Upstream::plain());
 }
 
 criterion_group!(benches, bench);
