@@ -223,10 +223,10 @@ async fn the_preset_returns_each_layers_own_error_type() {
     assert!(err.is::<Upstream>(), "{err:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-    // A connector that never answers: the attempt timeout, tower's own
-    // `Timeout` in each endpoint's stack, ends the attempt; a POST that may
-    // have been sent is not resent, so the caller gets tower's `Elapsed`,
-    // which the classifier reads as a timeout.
+    // A connector that never answers: the attempt timeout in each
+    // endpoint's stack ends the attempt; a POST that may have been sent is
+    // not resent, so the caller gets `TimedOut`, which the classifier reads
+    // as a timeout.
     let preset = Preset::builder()
         .endpoint("http://api.test")
         .deadline(Duration::from_secs(3))
@@ -241,7 +241,10 @@ async fn the_preset_returns_each_layers_own_error_type() {
     let started = Instant::now();
     let err = preset.oneshot(post()).await.unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err:?}");
+    let timed_out = err
+        .downcast_ref::<evenkeel::core::error::TimedOut>()
+        .unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(timed_out.timeout(), Some(Duration::from_secs(1)));
     assert!(matches!(
         classify_error(&*err),
         Outcome::Failed(f) if f.kind == FailureKind::Timeout

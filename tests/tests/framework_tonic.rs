@@ -447,3 +447,38 @@ async fn a_handler_error_arrives_trailers_only_so_the_layers_see_it() {
     assert!(seen[0].is_success(), "{seen:?}");
     assert!(matches!(seen[1], Outcome::ClientError), "{seen:?}");
 }
+
+#[tokio::test]
+async fn the_preset_over_a_channel_reads_grpc_statuses() {
+    let script = Script::new([Step::Fail(Code::ResourceExhausted, Some(30))]);
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let (incoming, url) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .add_service(script.clone().named_layer(health))
+            .serve_with_incoming(incoming),
+    );
+    let channel = channel(&url).await;
+    let preset = evenkeel::Preset::builder()
+        .endpoint(url.clone())
+        .classifier(evenkeel::PresetClassifier::grpc())
+        .build(evenkeel::connector_fn(move |_| {
+            Ok(ServiceBuilder::new()
+                .map_request(
+                    |r: http::Request<evenkeel::ConnectorBody<tonic::body::Body>>| {
+                        r.map(tonic::body::Body::new)
+                    },
+                )
+                .service(channel.clone()))
+        }))
+        .unwrap();
+    let mut client = HealthClient::new(preset);
+    let response = client.check(check()).await.unwrap();
+    assert!(serving(response.get_ref()));
+    let info = *response.extensions().get::<RetryInfo>().unwrap();
+    // RESOURCE_EXHAUSTED in a 200 response was read as a rate limit and
+    // retried after its pushback.
+    assert_eq!(info.attempts, 2, "{info:?}");
+    assert!(info.waited >= Duration::from_millis(30), "{info:?}");
+    assert_eq!(script.calls(), 2);
+}

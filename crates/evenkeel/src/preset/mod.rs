@@ -1,7 +1,9 @@
 //! The preset stack: every evenkeel layer, in the right order, with
 //! defaults from the research behind each crate.
 
+mod classify;
 mod connector;
+mod timeout;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,12 +22,13 @@ use evenkeel_quota::{Quota, QuotaHandle, QuotaLayer, StaticQuota};
 use evenkeel_retry::{Retry, RetryBudget, RetryLayer};
 use http::{Request, Uri};
 use tower::ServiceBuilder;
-use tower::timeout::{Timeout, TimeoutLayer};
 use tower_service::Service;
 
+pub use classify::PresetClassifier;
 #[cfg(feature = "hyper")]
 pub use connector::HyperConnector;
 pub use connector::{Connector, ConnectorFn, connector_fn};
+pub use timeout::{AttemptTimeout, TimeoutFuture};
 
 /// Attempts per request, the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -41,11 +44,17 @@ pub const DEFAULT_MAX_QUOTA_WAIT: Duration = Duration::from_secs(10);
 
 /// The stack of one endpoint: base URL → quota → adaptive limit → attempt
 /// timeout → connector.
-pub type EndpointStack<S> = BaseUrl<Quota<Limit<Timeout<S>, PresetLimit>>>;
+pub type EndpointStack<S> = BaseUrl<Quota<Limit<AttemptTimeout<S>, PresetLimit, PresetClassifier>>>;
 
 /// The whole stack: metrics per call → retry (with the total deadline) →
 /// metrics per attempt → failover over [`EndpointStack`]s.
-pub type Stack<S> = Metrics<Retry<Metrics<Failover<EndpointStack<S>>>>>;
+pub type Stack<S> = Metrics<
+    Retry<
+        Metrics<Failover<EndpointStack<S>, PresetClassifier>, PresetClassifier>,
+        PresetClassifier,
+    >,
+    PresetClassifier,
+>;
 
 /// The preset client: a [`Stack`] and handles on its state.
 ///
@@ -215,6 +224,7 @@ pub struct PresetBuilder {
     budget: Option<RetryBudget>,
     quotas: Vec<StaticQuota>,
     limit: PresetLimit,
+    classifier: PresetClassifier,
     events: Events,
     jitter: Jitter,
 }
@@ -231,6 +241,7 @@ impl Default for PresetBuilder {
             budget: None,
             quotas: Vec::new(),
             limit: PresetLimit::default(),
+            classifier: PresetClassifier::default(),
             events: Events::none(),
             jitter: Jitter::thread_local(),
         }
@@ -306,6 +317,13 @@ impl PresetBuilder {
         self
     }
 
+    /// How every layer reads outcomes (default HTTP statuses; use
+    /// [`PresetClassifier::grpc`] over a tonic `Channel`).
+    pub fn classifier(mut self, classifier: PresetClassifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
     /// Reports every decision (retries, give-ups, limits, quota waits,
     /// endpoint states, failovers) to `listener` as well.
     pub fn on_event(mut self, listener: impl Listener) -> Self {
@@ -362,11 +380,26 @@ impl PresetBuilder {
 
         // Metrics go through the `metrics` facade: without a recorder
         // installed they cost next to nothing and record nowhere.
-        let call_metrics = MetricsLayer::new();
-        let attempt_metrics = MetricsLayer::builder().scope(Scope::Attempt).build()?;
+        // Calls have no endpoint yet: they are labelled with the primary's
+        // authority. Attempts carry their endpoint's.
+        let primary = self.endpoints[0]
+            .1
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let call_metrics = MetricsLayer::builder()
+            .classifier(self.classifier.clone())
+            .server_address(primary)
+            .build()?;
+        let attempt_metrics = MetricsLayer::builder()
+            .scope(Scope::Attempt)
+            .classifier(self.classifier.clone())
+            .build()?;
         let events = self.events.clone().and(call_metrics.listener().events());
 
         let mut failover = Failover::builder()
+            .classifier(self.classifier.clone())
             .events(events.clone())
             .jitter(self.jitter.clone());
         let mut quotas = Vec::new();
@@ -399,6 +432,7 @@ impl PresetBuilder {
             }
             let quota = quota.build()?;
             let limit = LimitLayer::adaptive(self.limit.clone())
+                .classifier(self.classifier.clone())
                 .name(name.clone())
                 .events(events.clone())
                 .build()?;
@@ -412,8 +446,7 @@ impl PresetBuilder {
                 .layer(base)
                 .layer(quota)
                 .layer(limit)
-                .layer(TimeoutLayer::new(self.attempt_timeout))
-                .service(service);
+                .service(AttemptTimeout::new(service, self.attempt_timeout));
             failover = failover.endpoint(
                 Endpoint::new(name, stack)
                     .tier(tier as u32)
@@ -424,6 +457,7 @@ impl PresetBuilder {
         let handle = failover.handle();
 
         let mut retry = RetryLayer::builder()
+            .classifier(self.classifier.clone())
             .max_attempts(self.max_attempts)
             .deadline(self.deadline)
             .max_server_wait(self.max_server_wait)
@@ -497,6 +531,7 @@ impl fmt::Debug for PresetBuilder {
             .field("max_server_wait", &self.max_server_wait)
             .field("max_quota_wait", &self.max_quota_wait)
             .field("limit", &self.limit)
+            .field("classifier", &self.classifier)
             .finish_non_exhaustive()
     }
 }
