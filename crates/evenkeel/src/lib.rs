@@ -19,7 +19,7 @@
 //! | failover | [`failover`] | primary first, backups in order; ejects failing endpoints, routes around rate-limited ones, resends never-sent requests at once |
 //! | quota, per endpoint | [`quota`] | learns every quota from rate-limit headers and paces requests so the 429 never comes |
 //! | adaptive limit, per endpoint | [`limit`] | finds how many requests the endpoint takes at once |
-//! | attempt timeout, per endpoint | tower | bounds each attempt |
+//! | attempt timeout, per endpoint | [`AttemptTimeout`] | bounds each attempt; fails with `TimedOut` |
 //!
 //! # Example: an Anthropic-style API with a backup proxy
 //!
