@@ -32,11 +32,10 @@ use evenkeel::metrics::{MetricsLayer, Scope};
 use evenkeel::quota::QuotaLayer;
 use evenkeel::retry::RetryLayer;
 use evenkeel::{
-    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT,
-    DEFAULT_MAX_SERVER_WAIT, PresetLimit,
+    AttemptTimeout, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_QUOTA_WAIT, DEFAULT_MAX_SERVER_WAIT, PresetClassifier, PresetLimit,
 };
 use http::{Response, StatusCode};
-use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service};
 
 use support::{Req, Upstream, preset, request, resilience_stack, tower_stack};
@@ -78,15 +77,22 @@ fn stages(c: &mut Criterion, upstream: &Upstream) {
         });
     }
 
-    let call_metrics = MetricsLayer::new();
+    let classifier = PresetClassifier::default;
+    let call_metrics = MetricsLayer::builder()
+        .classifier(classifier())
+        .server_address("api.example")
+        .build()
+        .unwrap();
     let attempt_metrics = MetricsLayer::builder()
         .scope(Scope::Attempt)
+        .classifier(classifier())
         .build()
         .unwrap();
     let events = call_metrics.listener().events();
-    let timeout = || TimeoutLayer::new(DEFAULT_ATTEMPT_TIMEOUT).layer(upstream.clone());
+    let timeout = || AttemptTimeout::new(upstream.clone(), DEFAULT_ATTEMPT_TIMEOUT);
     let limit = || {
         LimitLayer::adaptive(PresetLimit::default())
+            .classifier(classifier())
             .name("api.example")
             .events(events.clone())
             .build()
@@ -111,6 +117,7 @@ fn stages(c: &mut Criterion, upstream: &Upstream) {
             .tier(0)
             .cooldown(quota.handle());
         Failover::builder()
+            .classifier(classifier())
             .events(events.clone())
             .endpoint(endpoint)
             .build()
@@ -118,6 +125,7 @@ fn stages(c: &mut Criterion, upstream: &Upstream) {
     };
     let retry = || {
         RetryLayer::builder()
+            .classifier(classifier())
             .max_attempts(DEFAULT_MAX_ATTEMPTS)
             .deadline(DEFAULT_DEADLINE)
             .max_server_wait(DEFAULT_MAX_SERVER_WAIT)
@@ -129,7 +137,7 @@ fn stages(c: &mut Criterion, upstream: &Upstream) {
 
     let mut group = c.benchmark_group("preset, built up, no rate-limit headers");
     stage(&mut group, "bare", upstream.clone());
-    stage(&mut group, "+ timeout", timeout());
+    stage(&mut group, "+ attempt timeout", timeout());
     stage(&mut group, "+ limit", limit());
     stage(&mut group, "+ quota", quota().layer(limit()));
     stage(&mut group, "+ base URL", base_url(&quota()));

@@ -159,11 +159,14 @@ fn the_preset_allocates_only_its_copies_of_the_request_head() {
     });
     println!(
         "POST, 2 headers, Anthropic response headers: blocks per call: bare {}, preset {}, \
-         one head copy {}, one reading of the rate-limit headers {}",
+         one head copy {}, one reading of the rate-limit headers {}; tower {}, \
+         tower-resilience {}",
         per_call(bare),
         per_call(one),
         per_call(head_copies(request, 1)),
         per_call(limits),
+        per_call(blocks(&mut tower_stack(&anthropic), request)),
+        per_call(blocks(&mut resilience_stack(&anthropic), request)),
     );
     // Three readings: the quota layer's, and each metrics layer's for its
     // `evenkeel.rate_limit.*` gauges.
