@@ -4,6 +4,8 @@
 //! meanwhile. The upstream, requests and stacks are the preset bench's
 //! (`benches/support`); the figures are in `docs/bench/preset.md`.
 
+#![cfg(feature = "preset")]
+
 #[allow(dead_code)] // shared with the bench, which uses other parts
 #[path = "../benches/support/mod.rs"]
 mod support;
