@@ -388,9 +388,13 @@ impl PresetBuilder {
             .ok()
             .and_then(|u| u.authority().map(|a| a.to_string()))
             .unwrap_or_default();
+        // Rate-limit headroom is recorded once, per attempt, where each
+        // response's endpoint is known: parsing the same headers again per
+        // call would only repeat it.
         let call_metrics = MetricsLayer::builder()
             .classifier(self.classifier.clone())
             .server_address(primary)
+            .rate_limits(false)
             .build()?;
         let attempt_metrics = MetricsLayer::builder()
             .scope(Scope::Attempt)
