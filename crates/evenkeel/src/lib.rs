@@ -89,8 +89,8 @@
 //! - `preset` (default): all of the above and [`Preset`].
 //! - `hyper` (default): [`HyperConnector`] over the hyper-util legacy
 //!   client, plain HTTP.
-//! - `rustls`: HTTPS for [`HyperConnector`], with rustls and the web PKI
-//!   roots.
+//! - `rustls` (default): HTTPS for [`HyperConnector`], with rustls (the
+//!   `ring` provider) and the web PKI roots.
 //! - `tracing`: `tracing` events from every layer.
 //! - `full`: everything.
 
