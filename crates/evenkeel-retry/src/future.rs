@@ -442,7 +442,7 @@ pub(crate) fn plan<C, P>(
         return Err(GiveUp::WaitTooLong);
     }
     let backoff_policy = if outcome.is_pushback() {
-        &config.throttle_backoff
+        config.throttle_backoff()
     } else {
         &config.backoff
     };

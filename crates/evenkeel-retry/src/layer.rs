@@ -24,11 +24,14 @@ pub const DEFAULT_PEEK_LIMIT: usize = 4 * 1024;
 /// can be reused) while waiting to retry.
 pub const DEFAULT_DRAIN_LIMIT: usize = 64 * 1024;
 
-/// Everything a retry layer and its services share.
-pub(crate) struct Config<C, P> {
+/// The settings that do not depend on the classifier or the policy: what
+/// the builder sets field by field.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
-    pub(crate) throttle_backoff: Backoff,
+    /// `None`: the same as `backoff`.
+    pub(crate) throttle_backoff: Option<Backoff>,
     pub(crate) max_server_wait: Duration,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
@@ -37,10 +40,32 @@ pub(crate) struct Config<C, P> {
     pub(crate) peek_limit: usize,
     pub(crate) peek_timeout: Duration,
     pub(crate) drain_limit: usize,
-    pub(crate) classifier: C,
-    pub(crate) policy: P,
     pub(crate) events: Events,
     pub(crate) jitter: Jitter,
+}
+
+impl Settings {
+    /// The backoff after rate limits and overloads.
+    pub(crate) fn throttle_backoff(&self) -> &Backoff {
+        self.throttle_backoff.as_ref().unwrap_or(&self.backoff)
+    }
+}
+
+/// Everything a retry layer and its services share: the settings (reached
+/// through `Deref`, so `config.max_attempts` reads them), the classifier and
+/// the policy.
+pub(crate) struct Config<C, P> {
+    pub(crate) settings: Settings,
+    pub(crate) classifier: C,
+    pub(crate) policy: P,
+}
+
+impl<C, P> std::ops::Deref for Config<C, P> {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 /// A [`Layer`] that wraps services in a rate-limit-aware [`Retry`].
@@ -113,18 +138,10 @@ impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for RetryLayer<C, P> {
 impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for Config<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("throttle_backoff", &self.throttle_backoff)
-            .field("max_server_wait", &self.max_server_wait)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("deadline", &self.deadline)
-            .field("budget", &self.budget)
-            .field("replay_cap", &self.replay_cap)
+            .field("settings", &self.settings)
             .field("classifier", &self.classifier)
             .field("policy", &self.policy)
-            .field("events", &self.events)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -147,41 +164,31 @@ impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for Config<C, P> {
 /// # Ok::<(), evenkeel_core::ConfigError>(())
 /// ```
 pub struct RetryBuilder<C = HttpClassifier, P = DefaultPolicy> {
-    max_attempts: u32,
-    backoff: Backoff,
-    throttle_backoff: Option<Backoff>,
-    max_server_wait: Duration,
-    attempt_timeout: Option<Duration>,
-    deadline: Option<Duration>,
-    budget: RetryBudget,
-    replay_cap: usize,
-    peek_limit: usize,
-    peek_timeout: Duration,
-    drain_limit: usize,
+    settings: Settings,
     classifier: C,
     policy: P,
-    events: Events,
-    jitter: Jitter,
 }
 
 impl Default for RetryBuilder {
     fn default() -> Self {
         RetryBuilder {
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff: Backoff::sdk(),
-            throttle_backoff: None,
-            max_server_wait: DEFAULT_MAX_SERVER_WAIT,
-            attempt_timeout: None,
-            deadline: None,
-            budget: RetryBudget::default(),
-            replay_cap: DEFAULT_REPLAY_CAP,
-            peek_limit: DEFAULT_PEEK_LIMIT,
-            peek_timeout: Duration::from_secs(2),
-            drain_limit: DEFAULT_DRAIN_LIMIT,
+            settings: Settings {
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+                backoff: Backoff::sdk(),
+                throttle_backoff: None,
+                max_server_wait: DEFAULT_MAX_SERVER_WAIT,
+                attempt_timeout: None,
+                deadline: None,
+                budget: RetryBudget::default(),
+                replay_cap: DEFAULT_REPLAY_CAP,
+                peek_limit: DEFAULT_PEEK_LIMIT,
+                peek_timeout: Duration::from_secs(2),
+                drain_limit: DEFAULT_DRAIN_LIMIT,
+                events: Events::none(),
+                jitter: Jitter::thread_local(),
+            },
             classifier: HttpClassifier::new(),
             policy: DefaultPolicy,
-            events: Events::none(),
-            jitter: Jitter::thread_local(),
         }
     }
 }
@@ -190,21 +197,21 @@ impl<C, P> RetryBuilder<C, P> {
     /// Attempts per request, the first included (default 3). `1` disables
     /// retries.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
+        self.settings.max_attempts = attempts;
         self
     }
 
     /// The backoff after transient errors when the server gave no wait
     /// (default [`Backoff::sdk`]).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.settings.backoff = backoff;
         self
     }
 
     /// The backoff after rate limits and overloads when the server gave no
     /// wait (default: the same as [`backoff`](Self::backoff)).
     pub fn throttle_backoff(mut self, backoff: Backoff) -> Self {
-        self.throttle_backoff = Some(backoff);
+        self.settings.throttle_backoff = Some(backoff);
         self
     }
 
@@ -212,7 +219,7 @@ impl<C, P> RetryBuilder<C, P> {
     /// 120 s). A longer one is not slept: the caller gets the response at
     /// once, with its `Retry-After`.
     pub fn max_server_wait(mut self, wait: Duration) -> Self {
-        self.max_server_wait = wait;
+        self.settings.max_server_wait = wait;
         self
     }
 
@@ -220,7 +227,7 @@ impl<C, P> RetryBuilder<C, P> {
     /// fails with [`TimedOut`](evenkeel_core::error::TimedOut), which counts
     /// as maybe processed.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = Some(timeout);
+        self.settings.attempt_timeout = Some(timeout);
         self
     }
 
@@ -231,21 +238,21 @@ impl<C, P> RetryBuilder<C, P> {
     /// down in the request's extensions as
     /// [`Deadline`](evenkeel_core::ext::Deadline).
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.settings.deadline = Some(deadline);
         self
     }
 
     /// The retry budget (default 20 % of requests plus 10 retries per
     /// second, over 10 s). Share one budget between layers by cloning it.
     pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = budget;
+        self.settings.budget = budget;
         self
     }
 
     /// How many bytes of a request body are kept so it can be sent again
     /// (default 1 MiB). A larger body is sent once and not retried.
     pub fn replay_cap(mut self, bytes: usize) -> Self {
-        self.replay_cap = bytes;
+        self.settings.replay_cap = bytes;
         self
     }
 
@@ -253,54 +260,42 @@ impl<C, P> RetryBuilder<C, P> {
     /// read (default 4 KiB; see
     /// [`Classify::wants_body`](evenkeel_core::Classify::wants_body)).
     pub fn peek_limit(mut self, bytes: usize) -> Self {
-        self.peek_limit = bytes;
+        self.settings.peek_limit = bytes;
         self
     }
 
     /// How many bytes of a discarded response's body are drained while
     /// waiting to retry, so its connection can be reused (default 64 KiB).
     pub fn drain_limit(mut self, bytes: usize) -> Self {
-        self.drain_limit = bytes;
+        self.settings.drain_limit = bytes;
         self
     }
 
     /// Reports every retry decision to `listener`.
     pub fn on_event(mut self, listener: impl Listener) -> Self {
-        self.events = Events::new(listener);
+        self.settings.events = Events::new(listener);
         self
     }
 
     /// Reports every retry decision to `events` (for sharing one listener).
     pub fn events(mut self, events: Events) -> Self {
-        self.events = events;
+        self.settings.events = events;
         self
     }
 
     /// The source of jitter (default thread-local; use
     /// [`Jitter::seeded`] for reproducible tests).
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
+        self.settings.jitter = jitter;
         self
     }
 
     /// Classifies outcomes with `classifier` instead of [`HttpClassifier`].
     pub fn classifier<C2>(self, classifier: C2) -> RetryBuilder<C2, P> {
         RetryBuilder {
+            settings: self.settings,
             classifier,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            throttle_backoff: self.throttle_backoff,
-            max_server_wait: self.max_server_wait,
-            attempt_timeout: self.attempt_timeout,
-            deadline: self.deadline,
-            budget: self.budget,
-            replay_cap: self.replay_cap,
-            peek_limit: self.peek_limit,
-            peek_timeout: self.peek_timeout,
-            drain_limit: self.drain_limit,
             policy: self.policy,
-            events: self.events,
-            jitter: self.jitter,
         }
     }
 
@@ -308,21 +303,9 @@ impl<C, P> RetryBuilder<C, P> {
     /// [`DefaultPolicy`].
     pub fn policy<P2>(self, policy: P2) -> RetryBuilder<C, P2> {
         RetryBuilder {
-            policy,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            throttle_backoff: self.throttle_backoff,
-            max_server_wait: self.max_server_wait,
-            attempt_timeout: self.attempt_timeout,
-            deadline: self.deadline,
-            budget: self.budget,
-            replay_cap: self.replay_cap,
-            peek_limit: self.peek_limit,
-            peek_timeout: self.peek_timeout,
-            drain_limit: self.drain_limit,
+            settings: self.settings,
             classifier: self.classifier,
-            events: self.events,
-            jitter: self.jitter,
+            policy,
         }
     }
 
@@ -344,37 +327,38 @@ impl<C, P> RetryBuilder<C, P> {
     }
 
     fn into_config(self) -> Result<Config<C, P>, ConfigError> {
-        if self.max_attempts == 0 {
+        let settings = &self.settings;
+        if settings.max_attempts == 0 {
             return Err(ConfigError::new(
                 "max_attempts",
                 "must be at least 1 (1 disables retries)",
             ));
         }
-        if self.max_attempts > 100 {
+        if settings.max_attempts > 100 {
             return Err(ConfigError::new(
                 "max_attempts",
                 format!(
                     "({}) is unreasonably high; the limit is 100",
-                    self.max_attempts
+                    settings.max_attempts
                 ),
             ));
         }
-        if self.max_server_wait.is_zero() {
+        if settings.max_server_wait.is_zero() {
             return Err(ConfigError::new(
                 "max_server_wait",
                 "must be greater than zero (use max_attempts(1) to disable retries)",
             ));
         }
-        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
+        if settings.attempt_timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::new(
                 "attempt_timeout",
                 "must be greater than zero",
             ));
         }
-        if self.deadline.is_some_and(|d| d.is_zero()) {
+        if settings.deadline.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new("deadline", "must be greater than zero"));
         }
-        if let (Some(attempt), Some(deadline)) = (self.attempt_timeout, self.deadline)
+        if let (Some(attempt), Some(deadline)) = (settings.attempt_timeout, settings.deadline)
             && attempt > deadline
         {
             return Err(ConfigError::new(
@@ -383,8 +367,8 @@ impl<C, P> RetryBuilder<C, P> {
             ));
         }
         for (field, backoff) in [
-            ("backoff", Some(&self.backoff)),
-            ("throttle_backoff", self.throttle_backoff.as_ref()),
+            ("backoff", Some(&settings.backoff)),
+            ("throttle_backoff", settings.throttle_backoff.as_ref()),
         ] {
             if let Some(b) = backoff
                 && b.max() < b.base()
@@ -393,21 +377,9 @@ impl<C, P> RetryBuilder<C, P> {
             }
         }
         Ok(Config {
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            throttle_backoff: self.throttle_backoff.unwrap_or(self.backoff),
-            max_server_wait: self.max_server_wait,
-            attempt_timeout: self.attempt_timeout,
-            deadline: self.deadline,
-            budget: self.budget,
-            replay_cap: self.replay_cap,
-            peek_limit: self.peek_limit,
-            peek_timeout: self.peek_timeout,
-            drain_limit: self.drain_limit,
+            settings: self.settings,
             classifier: self.classifier,
             policy: self.policy,
-            events: self.events,
-            jitter: self.jitter,
         })
     }
 }
@@ -415,14 +387,9 @@ impl<C, P> RetryBuilder<C, P> {
 impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for RetryBuilder<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBuilder")
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("max_server_wait", &self.max_server_wait)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("deadline", &self.deadline)
-            .field("budget", &self.budget)
+            .field("settings", &self.settings)
             .field("classifier", &self.classifier)
             .field("policy", &self.policy)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
