@@ -55,11 +55,14 @@ fn main() -> ExitCode {
             Command::Demo(args) => exit(demo::run(args).await),
             Command::Load(args) => exit(load::run(args).await),
             Command::Sim(args) => {
-                if let Err(err) = args.build() {
-                    eprintln!("error: {err}");
-                    return ExitCode::from(2);
-                }
-                match evenkeel_sim::cli::run(&args).await {
+                let sim = match args.build() {
+                    Ok(sim) => sim,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match evenkeel_sim::cli::run(&args, sim).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => {
                         eprintln!("error: {err}");

@@ -12,10 +12,11 @@ use crate::{Sim, Stats};
 
 pub use args::{BuildError, CostArg, DialectArg, SimArgs};
 
-/// Runs what the flags ask for: serve on `--listen` until Ctrl-C, or run
-/// the `--demo` for its duration. Errors are ready to print.
-pub async fn run(args: &SimArgs) -> Result<(), Box<dyn Error + Send + Sync>> {
-    let sim = args.build()?;
+/// Runs what the flags ask for with `sim` (built from them by
+/// [`SimArgs::build`], whose error is a usage error): serve on `--listen`
+/// until Ctrl-C, or run the `--demo` for its duration. Errors are ready to
+/// print.
+pub async fn run(args: &SimArgs, sim: Sim) -> Result<(), Box<dyn Error + Send + Sync>> {
     match args.demo {
         Some(secs) => demo::run(args, sim, Duration::from_secs(secs))
             .await

@@ -8,10 +8,13 @@ use evenkeel_sim::cli::{self, SimArgs};
 
 fn main() -> ExitCode {
     let args = SimArgs::parse();
-    if let Err(err) = args.build() {
-        eprintln!("error: {err}");
-        return ExitCode::from(2);
-    }
+    let sim = match args.build() {
+        Ok(sim) => sim,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -22,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(&args)) {
+    match runtime.block_on(cli::run(&args, sim)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
