@@ -6,7 +6,7 @@ use std::fmt;
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::clock;
-use crate::error::{DeadlineExceeded, Overloaded, QuotaExhausted, TimedOut};
+use crate::error::{ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, TimedOut};
 use crate::outcome::{Failure, FailureKind, Outcome, Sent, Signal};
 
 /// Classifies the result of one attempt.
@@ -324,6 +324,9 @@ struct Facts {
     connect_phase: bool,
     never_sent: bool,
     kind: Option<FailureKind>,
+    /// TLS named in a message: a handshake or certificate failure if it
+    /// happened while connecting, otherwise only a broken connection.
+    tls: Option<FailureKind>,
 }
 
 impl Facts {
@@ -338,6 +341,9 @@ impl Facts {
     }
 
     fn observe(&mut self, err: &(dyn Error + 'static)) {
+        if err.is::<ConnectError>() {
+            self.connect_phase = true;
+        }
         if err.is::<tokio::time::error::Elapsed>() {
             self.note(FailureKind::Timeout);
         }
@@ -383,6 +389,9 @@ impl Facts {
             self.connect_phase = true;
             self.note(FailureKind::Dns);
         }
+        // TLS words say what failed, not when: the phase comes from a
+        // connect marker in the chain (`ConnectError`, hyper-util's
+        // connect error), and is settled in `into_failure`.
         if contains(msg, "certificate")
             || contains(msg, "unknownissuer")
             || contains(msg, "unknown issuer")
@@ -390,11 +399,9 @@ impl Facts {
             || contains(msg, "self signed")
             || contains(msg, "self-signed")
         {
-            self.connect_phase = true;
-            self.note(FailureKind::Certificate);
+            self.tls = Some(FailureKind::Certificate);
         } else if contains(msg, "handshake") || contains(msg, "tls") || contains(msg, "ssl") {
-            self.connect_phase = true;
-            self.note(FailureKind::Tls);
+            self.tls.get_or_insert(FailureKind::Tls);
         }
         if contains(msg, "refused stream") || contains(msg, "refused_stream") {
             self.never_sent = true;
@@ -413,7 +420,19 @@ impl Facts {
         }
     }
 
-    fn into_failure(self) -> Failure {
+    fn into_failure(mut self) -> Failure {
+        let mut maybe_sent = false;
+        if let Some(tls) = self.tls {
+            if self.connect_phase {
+                self.note(tls);
+            } else if self.kind.is_none() {
+                // TLS broke after the connection was up (a peer closing
+                // without `close_notify`, a record error mid-response):
+                // the request may have been written and processed.
+                self.note(FailureKind::Tls);
+                maybe_sent = true;
+            }
+        }
         let kind = match (self.kind, self.connect_phase) {
             (Some(FailureKind::Timeout), true) => FailureKind::ConnectTimeout,
             (Some(FailureKind::ConnectionReset), true) => FailureKind::Connect,
@@ -424,6 +443,8 @@ impl Facts {
         let mut failure = Failure::new(kind);
         if self.connect_phase || self.never_sent {
             failure.sent = Sent::Never;
+        } else if maybe_sent {
+            failure.sent = Sent::Maybe;
         }
         failure
     }
@@ -702,6 +723,44 @@ mod tests {
             Box::new(io::Error::other("operation was canceled")),
         );
         assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
+    }
+
+    #[test]
+    fn tls_words_count_by_phase() {
+        // A peer closing without close_notify after the request was
+        // written: maybe processed, never a connect failure.
+        let no_close_notify = Wrap(
+            "client error (SendRequest)",
+            Box::new(Wrap(
+                "connection error",
+                Box::new(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed connection without sending TLS close_notify",
+                )),
+            )),
+        );
+        assert_eq!(
+            kind(&no_close_notify),
+            (FailureKind::ConnectionReset, Sent::Maybe)
+        );
+        // A read timeout whose message says "ssl".
+        let ssl_timeout = io::Error::new(io::ErrorKind::TimedOut, "ssl read timed out");
+        assert_eq!(kind(&ssl_timeout), (FailureKind::Timeout, Sent::Maybe));
+        // TLS named with nothing else known, outside a connect: maybe sent.
+        let bare = io::Error::other("received fatal alert: DecodeError (tls)");
+        assert_eq!(kind(&bare), (FailureKind::Tls, Sent::Maybe));
+        // "certificate" outside a connect is no certificate failure.
+        let later = io::Error::other("certificate data in a response");
+        assert_ne!(kind(&later).0, FailureKind::Certificate);
+        // The same TLS error inside a typed connect marker: never sent.
+        let handshake =
+            ConnectError::new(io::Error::other("invalid peer certificate: UnknownIssuer"));
+        assert_eq!(kind(&handshake), (FailureKind::Certificate, Sent::Never));
+        let eof = ConnectError::new(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "tls handshake eof",
+        ));
+        assert_eq!(kind(&eof), (FailureKind::Tls, Sent::Never));
     }
 
     #[test]

@@ -172,6 +172,50 @@ impl fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+/// Connecting failed: the request was never written.
+///
+/// Connectors wrap their errors in it (the preset's `HyperConnector` does),
+/// so that [`classify_error`](crate::classify_error) knows the phase from a
+/// type, not from words in a message: a TLS error inside a `ConnectError`
+/// happened during the handshake, and the request was never sent; the same
+/// words after the request was written (a peer closing without TLS
+/// `close_notify`) mean it may have been processed.
+#[derive(Debug)]
+pub struct ConnectError {
+    source: BoxError,
+}
+
+impl ConnectError {
+    /// Marks `source` as a failure while connecting.
+    pub fn new(source: impl Into<BoxError>) -> Self {
+        ConnectError {
+            source: source.into(),
+        }
+    }
+
+    /// The connector's own error.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// Unwraps the connector's own error.
+    pub fn into_inner(self) -> BoxError {
+        self.source
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connect failed: {}", self.source)
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// A builder was given a configuration that cannot work.
 ///
 /// The message names the field and what is wrong with it.

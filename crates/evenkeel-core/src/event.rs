@@ -119,6 +119,10 @@ pub enum GiveUp {
     Deadline,
     /// The request body could not be replayed (over the cap, or it failed).
     BodyNotReplayable,
+    /// The stack held the request back itself (quota, a cooldown, a local
+    /// limit) and the wait could not fit the deadline or its cap. Nothing
+    /// was sent, so nothing is retried: the refusal is the answer.
+    Local,
 }
 
 impl GiveUp {
@@ -133,6 +137,7 @@ impl GiveUp {
             GiveUp::WaitTooLong => "wait_too_long",
             GiveUp::Deadline => "deadline",
             GiveUp::BodyNotReplayable => "body_not_replayable",
+            GiveUp::Local => "local",
         }
     }
 }

@@ -29,6 +29,10 @@ pub const DEFAULT_EJECTION_JITTER: f64 = 0.1;
 /// How far away a cooldown's end must be for the endpoint to be skipped,
 /// by default. A shorter wait is left to the endpoint's own quota layer.
 pub const DEFAULT_COOLDOWN_THRESHOLD: Duration = Duration::from_millis(500);
+/// The default cap on a server-directed cooldown.
+pub const DEFAULT_MAX_COOLDOWN: Duration = Duration::from_secs(120);
+/// The default longest wait for a cooling endpoint when all are cooling.
+pub const DEFAULT_MAX_COOLDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// How an endpoint is chosen among the available endpoints of one tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,12 +67,16 @@ pub(crate) struct Config {
     pub(crate) spill_when_busy: bool,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) replay_cap: usize,
+    /// The longest a request waits for a cooling endpoint to come back.
+    pub(crate) max_cooldown_wait: Duration,
     // The same durations in ticks (nanoseconds), for the atomics.
     pub(crate) base_ticks: u64,
     pub(crate) max_ticks: u64,
     pub(crate) threshold_ticks: u64,
     pub(crate) ramp_ticks: u64,
     pub(crate) window_ticks: u64,
+    /// The cap on a server-directed cooldown.
+    pub(crate) max_cooldown_ticks: u64,
 }
 
 pub(crate) fn nanos(d: Duration) -> u64 {
@@ -91,6 +99,8 @@ pub struct FailoverBuilder<S, C = HttpClassifier> {
     max_ejection: Duration,
     ejection_jitter: f64,
     cooldown_threshold: Duration,
+    max_cooldown: Duration,
+    max_cooldown_wait: Duration,
     selection: Selection,
     ramp: Duration,
     spill_when_busy: bool,
@@ -116,6 +126,8 @@ impl<S> FailoverBuilder<S> {
             max_ejection: DEFAULT_MAX_EJECTION,
             ejection_jitter: DEFAULT_EJECTION_JITTER,
             cooldown_threshold: DEFAULT_COOLDOWN_THRESHOLD,
+            max_cooldown: DEFAULT_MAX_COOLDOWN,
+            max_cooldown_wait: DEFAULT_MAX_COOLDOWN_WAIT,
             selection: Selection::default(),
             ramp: Duration::ZERO,
             spill_when_busy: true,
@@ -153,6 +165,8 @@ impl<S, C> FailoverBuilder<S, C> {
             max_ejection: self.max_ejection,
             ejection_jitter: self.ejection_jitter,
             cooldown_threshold: self.cooldown_threshold,
+            max_cooldown: self.max_cooldown,
+            max_cooldown_wait: self.max_cooldown_wait,
             selection: self.selection,
             ramp: self.ramp,
             spill_when_busy: self.spill_when_busy,
@@ -223,6 +237,27 @@ impl<S, C> FailoverBuilder<S, C> {
     /// waited out by the endpoint's own stack. Default: 500 ms.
     pub fn cooldown_threshold(mut self, threshold: Duration) -> Self {
         self.cooldown_threshold = threshold;
+        self
+    }
+
+    /// The longest cooldown a server's wait can impose on an endpoint
+    /// (default 120 s, the retry layer's cap on honoured waits). A 429 with
+    /// `Retry-After: 86400` cools the endpoint this long, not a day; the
+    /// cooldown ends early when the endpoint answers successfully after it.
+    pub fn max_cooldown(mut self, cap: Duration) -> Self {
+        self.max_cooldown = cap;
+        self
+    }
+
+    /// When every endpoint is cooling down, how long a request waits for
+    /// the first to come back before it fails with
+    /// [`NoEndpointAvailable`](crate::error::NoEndpointAvailable) (default
+    /// 10 s). The wait is a wait, not an attempt: it is slept inside the
+    /// request's deadline (its
+    /// [`AttemptContext`](evenkeel_core::ext::AttemptContext)), and refused
+    /// at once when the cooldown ends past the deadline or this cap.
+    pub fn max_cooldown_wait(mut self, wait: Duration) -> Self {
+        self.max_cooldown_wait = wait;
         self
     }
 
@@ -353,6 +388,12 @@ impl<S, C> FailoverBuilder<S, C> {
         if self.max_attempts == Some(0) {
             return Err(ConfigError::new("max_attempts", "must be at least 1"));
         }
+        if self.max_cooldown.is_zero() {
+            return Err(ConfigError::new(
+                "max_cooldown",
+                "must be greater than zero",
+            ));
+        }
         Ok(Config {
             consecutive_failures: self.consecutive_failures,
             connect_failures: self.connect_failures,
@@ -362,11 +403,13 @@ impl<S, C> FailoverBuilder<S, C> {
             spill_when_busy: self.spill_when_busy,
             max_attempts: self.max_attempts,
             replay_cap: self.replay_cap,
+            max_cooldown_wait: self.max_cooldown_wait,
             base_ticks: nanos(self.base_ejection),
             max_ticks: nanos(self.max_ejection),
             threshold_ticks: nanos(self.cooldown_threshold),
             ramp_ticks: nanos(self.ramp),
             window_ticks: self.success_rate.map_or(0, |sr| nanos(sr.window)),
+            max_cooldown_ticks: nanos(self.max_cooldown),
         })
     }
 }
@@ -384,6 +427,8 @@ impl<S, C: fmt::Debug> fmt::Debug for FailoverBuilder<S, C> {
             .field("max_ejection", &self.max_ejection)
             .field("ejection_jitter", &self.ejection_jitter)
             .field("cooldown_threshold", &self.cooldown_threshold)
+            .field("max_cooldown", &self.max_cooldown)
+            .field("max_cooldown_wait", &self.max_cooldown_wait)
             .field("selection", &self.selection)
             .field("ramp", &self.ramp)
             .field("spill_when_busy", &self.spill_when_busy)

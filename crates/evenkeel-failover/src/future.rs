@@ -13,11 +13,13 @@ use evenkeel_core::ext::{Attempt, Deadline};
 use evenkeel_core::resend::may_resend;
 use evenkeel_core::{BoxError, Classify, FailureKind, Outcome, clock};
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::endpoint::{Entry, InFlight};
-use crate::error::NoEndpointAvailable;
+use crate::error::{NoEndpointAvailable, Why};
 use crate::registry::{Now, Registry};
 use crate::select::{Pick, Skip};
 
@@ -45,6 +47,10 @@ pin_project! {
         replay: Option<Replay<B>>,
         tried: Tried,
         attempts: u32,
+        // A request waiting for a cooling endpoint, and its timer (boxed:
+        // the path is rare, and the future stays small without it).
+        pending: Option<Request<B>>,
+        timer: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -52,6 +58,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, RB> {
         Rejected { error: Option<NoEndpointAvailable> },
+        Cooling,
         Calling { #[pin] future: F },
         Readying { service: S, body: Option<RB> },
         Done,
@@ -96,6 +103,32 @@ where
             parts,
             replay: Some(replay),
             attempts: 1,
+            pending: None,
+            timer: None,
+        }
+    }
+
+    /// A request that finds every endpoint cooling down: it waits for the
+    /// first to come back, if that fits its deadline and the cap, and is
+    /// refused at once otherwise.
+    pub(crate) fn cooling(
+        request: Request<B>,
+        first: &str,
+        until: Instant,
+        registry: Arc<Registry<S>>,
+        classifier: C,
+    ) -> Self {
+        let deadline = Deadline::of(&request);
+        match may_wait(&registry, first, until, deadline, clock::now()) {
+            Err(error) => ResponseFuture::rejected(error, registry, classifier),
+            Ok(()) => {
+                let mut future =
+                    ResponseFuture::rejected(NoEndpointAvailable::empty(), registry, classifier);
+                future.state = State::Cooling;
+                future.pending = Some(request);
+                future.timer = Some(Box::pin(tokio::time::sleep_until(until)));
+                future
+            }
         }
     }
 
@@ -116,8 +149,29 @@ where
             parts: None,
             replay: None,
             attempts: 0,
+            pending: None,
+            timer: None,
         }
     }
+}
+
+/// Whether a request may wait until `until` for the cooling endpoint
+/// `first`: the wait must end before its deadline and within the cap.
+fn may_wait<S>(
+    registry: &Registry<S>,
+    first: &str,
+    until: Instant,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Result<(), NoEndpointAvailable> {
+    if deadline.is_some_and(|d| until >= d) {
+        return Err(NoEndpointAvailable::cooling(first, until, Why::Deadline));
+    }
+    let cap = registry.config.max_cooldown_wait;
+    if until.saturating_duration_since(now) > cap {
+        return Err(NoEndpointAvailable::cooling(first, until, Why::Cap(cap)));
+    }
+    Ok(())
 }
 
 /// Whether an outcome may move the request to another endpoint at all;
@@ -136,6 +190,8 @@ impl<S, B, RB, C> Future for ResponseFuture<S, B, C>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
     C: Classify<Response<RB>>,
 {
     type Output = Result<Response<RB>, BoxError>;
@@ -150,6 +206,65 @@ where
                         .expect("ResponseFuture polled after completion");
                     this.state.set(State::Done);
                     return Poll::Ready(Err(error.into()));
+                }
+                StateProj::Cooling => {
+                    // Waiting is not an attempt: nothing was sent, and no
+                    // endpoint is charged for it.
+                    if let Some(timer) = this.timer.as_mut() {
+                        ready!(timer.as_mut().poll(cx));
+                    }
+                    let request = this.pending.take().expect("a cooling request is kept");
+                    let now = clock::now();
+                    let entries = this.registry.snapshot();
+                    let selected = this.registry.select(
+                        &entries,
+                        |e| &e.meta,
+                        |_, _| Skip::No,
+                        &Now::at(this.registry.ticks(now)),
+                    );
+                    match selected.pick {
+                        Pick::One(i) => {
+                            let entry = Arc::clone(&entries[i]);
+                            let (parts, body) = request.into_parts();
+                            let mut replay = Replay::new(body, this.registry.config.replay_cap);
+                            let first = replay
+                                .body()
+                                .expect("a new replay always yields its first body");
+                            *this.parts = Some(parts);
+                            *this.replay = Some(replay);
+                            this.tried.first = entry.meta.id;
+                            *this.guard = Some(InFlight::new(Arc::clone(&entry.meta)));
+                            *this.timer = None;
+                            this.state.set(State::Readying {
+                                service: entry.service(),
+                                body: Some(first),
+                            });
+                        }
+                        Pick::None {
+                            cooling: Some((i, until)),
+                        } => {
+                            let until = this.registry.instant(until);
+                            let name = &entries[i].meta.name;
+                            let deadline = Deadline::of(&request);
+                            if let Err(error) = may_wait(this.registry, name, until, deadline, now)
+                            {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(error.into()));
+                            }
+                            *this.pending = Some(request);
+                            match this.timer.as_mut() {
+                                Some(timer) => timer.as_mut().reset(until),
+                                None => {
+                                    *this.timer = Some(Box::pin(tokio::time::sleep_until(until)))
+                                }
+                            }
+                        }
+                        Pick::None { cooling: None } | Pick::Busy => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(NoEndpointAvailable::empty().into()));
+                        }
+                    }
+                    continue;
                 }
                 StateProj::Calling { future } => match ready!(future.poll(cx)) {
                     Ok(response) => {
@@ -248,7 +363,7 @@ fn next_endpoint<S: Clone, B>(
     tried: &Tried,
     attempts: u32,
     outcome: &Outcome,
-    now: tokio::time::Instant,
+    now: Instant,
     ticks: u64,
 ) -> Option<(Arc<Entry<S>>, S, ReplayBody<B>)> {
     let parts = parts?;
@@ -262,11 +377,7 @@ fn next_endpoint<S: Clone, B>(
     {
         return None;
     }
-    if parts
-        .extensions
-        .get::<Deadline>()
-        .is_some_and(|deadline| deadline.0 <= now)
-    {
+    if Deadline::of_parts(parts).is_some_and(|deadline| deadline <= now) {
         return None;
     }
     let entries = registry.snapshot();

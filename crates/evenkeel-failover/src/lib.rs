@@ -159,8 +159,8 @@ mod service;
 pub use base_url::{BaseUrl, BaseUrlLayer};
 pub use builder::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONNECT_FAILURES, DEFAULT_CONSECUTIVE_FAILURES,
-    DEFAULT_COOLDOWN_THRESHOLD, DEFAULT_EJECTION_JITTER, DEFAULT_MAX_EJECTION, FailoverBuilder,
-    Selection,
+    DEFAULT_COOLDOWN_THRESHOLD, DEFAULT_EJECTION_JITTER, DEFAULT_MAX_COOLDOWN,
+    DEFAULT_MAX_COOLDOWN_WAIT, DEFAULT_MAX_EJECTION, FailoverBuilder, Selection,
 };
 pub use endpoint::{Endpoint, EndpointStatus};
 pub use evenkeel_core::event::{EndpointState, Event};

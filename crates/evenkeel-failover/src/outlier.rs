@@ -158,6 +158,13 @@ impl<S> Registry<S> {
     /// Records a success: the path every healthy request takes, so the
     /// clock is read only when the success-rate window needs it.
     pub(crate) fn record_success(&self, m: &Meta) {
+        let cooling = m.cooling_until.load(Ordering::Relaxed);
+        if cooling != 0 && cooling <= self.ticks(evenkeel_core::clock::now()) {
+            // Answered after its cooldown ended: the cooldown is over.
+            let _ =
+                m.cooling_until
+                    .compare_exchange(cooling, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
         if m.consecutive.load(Ordering::Relaxed) != 0 {
             m.consecutive.store(0, Ordering::Relaxed);
             m.connect_consecutive.store(0, Ordering::Relaxed);
@@ -170,9 +177,12 @@ impl<S> Registry<S> {
         if let Outcome::RateLimited(_) | Outcome::Overloaded(_) = outcome
             && let Some(wait) = outcome.server_wait().filter(|w| !w.is_zero())
         {
-            let until = now.saturating_add(nanos(wait));
+            // Capped: one absurd `Retry-After` must not disable an
+            // endpoint for the life of the process.
+            let wait = nanos(wait).min(self.config.max_cooldown_ticks);
+            let until = now.saturating_add(wait);
             m.cooling_until.fetch_max(until, Ordering::Relaxed);
-            if nanos(wait) > self.config.threshold_ticks
+            if wait > self.config.threshold_ticks
                 && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
             {
                 self.report(m, EndpointState::CoolingDown, &Now::at(now));

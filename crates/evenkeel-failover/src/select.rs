@@ -27,9 +27,9 @@ pub(crate) enum Pick {
     One(usize),
     /// Every endpoint that could be picked is busy: wait.
     Busy,
-    /// Nothing can take the request. `cooling_until` (ticks, 0 for none) is
-    /// when the first endpoint in a cooldown comes back.
-    None { cooling_until: u64 },
+    /// Nothing can take the request. `cooling` is the first endpoint in a
+    /// cooldown and when (ticks) it comes back, if any endpoint is cooling.
+    None { cooling: Option<(usize, u64)> },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +99,7 @@ impl<S> Registry<S> {
         let mut busy = false;
         let mut ramped: Option<Range<usize>> = None;
         let mut down: Option<Range<usize>> = None;
-        let mut cooling = u64::MAX;
+        let mut cooling: Option<(usize, u64)> = None;
         let mut candidates = Candidates::new();
         let mut start = 0;
         while start < items.len() {
@@ -131,7 +131,11 @@ impl<S> Registry<S> {
                             down.get_or_insert(start..end);
                         }
                     }
-                    Status::Cooling { until } => cooling = cooling.min(until),
+                    Status::Cooling { until } => {
+                        if cooling.is_none_or(|(_, first)| until < first) {
+                            cooling = Some((i, until));
+                        }
+                    }
                     Status::Draining => {}
                 }
             }
@@ -195,9 +199,7 @@ impl<S> Registry<S> {
             }
         }
         Selected {
-            pick: Pick::None {
-                cooling_until: if cooling == u64::MAX { 0 } else { cooling },
-            },
+            pick: Pick::None { cooling },
             preferred,
         }
     }

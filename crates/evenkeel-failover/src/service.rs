@@ -60,8 +60,16 @@ pub struct Failover<S, C = HttpClassifier> {
     cache: Vec<Held<S>>,
     /// Whether the service in `slot` is ready for a call.
     ready: bool,
-    /// Set by `poll_ready` when nothing can take the next request.
-    reject: Option<NoEndpointAvailable>,
+    /// Set by `poll_ready` when nothing can take the next request now.
+    reject: Option<Reject>,
+}
+
+/// Why the next request cannot be sent at once.
+enum Reject {
+    /// Nothing can take it.
+    Empty,
+    /// Every endpoint is cooling down; this one (by index) is back first.
+    Cooling { index: usize, until: u64 },
 }
 
 struct Held<S> {
@@ -306,9 +314,11 @@ where
                     }
                 }
                 Pick::Busy => return Poll::Pending,
-                Pick::None { cooling_until } => {
-                    let until = (cooling_until != 0).then(|| self.registry.instant(cooling_until));
-                    self.reject = Some(NoEndpointAvailable::new(until));
+                Pick::None { cooling } => {
+                    self.reject = Some(match cooling {
+                        Some((index, until)) => Reject::Cooling { index, until },
+                        None => Reject::Empty,
+                    });
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -316,12 +326,24 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(error) = self.reject.take() {
-            return ResponseFuture::rejected(
-                error,
-                Arc::clone(&self.registry),
-                self.classifier.clone(),
-            );
+        match self.reject.take() {
+            None => {}
+            Some(Reject::Empty) => {
+                return ResponseFuture::rejected(
+                    NoEndpointAvailable::empty(),
+                    Arc::clone(&self.registry),
+                    self.classifier.clone(),
+                );
+            }
+            Some(Reject::Cooling { index, until }) => {
+                return ResponseFuture::cooling(
+                    request,
+                    &self.entries[index].meta.name,
+                    self.registry.instant(until),
+                    Arc::clone(&self.registry),
+                    self.classifier.clone(),
+                );
+            }
         }
         assert!(
             std::mem::take(&mut self.ready),

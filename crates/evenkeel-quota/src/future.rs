@@ -29,6 +29,9 @@ pin_project! {
     /// it must, then readies and calls the inner service, then learns from
     /// the response.
     ///
+    /// While it waits for readiness after admission, it holds its
+    /// reservation; a dropped future gives it back.
+    ///
     /// Dropping it at any point gives back what it holds: its place in the
     /// queue, or its reservation.
     pub struct ResponseFuture<S, B, St>
@@ -267,15 +270,8 @@ where
                             }
                             if *this.waited {
                                 adm.held(this.short.as_ref(), waited);
-                                this.state.set(State::Readying);
-                            } else {
-                                // Readied by the caller and never held: send now.
-                                let request =
-                                    this.request.take().expect("the request is sent once");
-                                adm.sent = true;
-                                let future = this.service.call(request);
-                                this.state.set(State::Calling { future });
                             }
+                            this.state.set(State::Readying);
                         }
                         Err(mut short) => {
                             short.until = short.until.max(now + MIN_WAIT);
@@ -315,7 +311,9 @@ where
                     }
                 }
                 StateProj::Readying => {
-                    // After waiting, the inner service is readied again.
+                    // Admitted: only now is the inner service readied (a
+                    // concurrency permit below is taken here, not while the
+                    // request waited).
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(error.into()));

@@ -96,20 +96,21 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, B, St>;
 
-    /// The inner service's readiness: waiting for quota happens in the
-    /// response future, never here.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    /// Always ready: waiting for quota, and then readying the inner
+    /// service, happen in the response future. The inner service is readied
+    /// only once the request has its quota, so a concurrency permit below
+    /// is never held while a request waits for quota (and another key's
+    /// request may take it meanwhile).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let entry = self.shared.entry(&self.key.key(&request));
         let cost = self.cost.estimate(&request);
         let deadline = Deadline::of(&request);
-        // The readied service goes into the future; a fresh clone stays
-        // behind and must be readied again before the next call.
-        let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
+        // The future readies its own clone once the request is admitted.
+        let service = self.inner.clone();
         ResponseFuture::new(
             service,
             request,

@@ -11,7 +11,7 @@ use common::*;
 use evenkeel_core::clock;
 use evenkeel_core::cooldown::Cooldown;
 use evenkeel_core::error::QuotaExhausted;
-use evenkeel_core::ext::Deadline;
+use evenkeel_core::ext::{AttemptContext, Deadline};
 use evenkeel_headers::{Dialect, Quota as HeaderQuota, Resource, format};
 use evenkeel_quota::cost::{Cost, Header};
 use evenkeel_quota::{Quota, QuotaLayer, StaticQuota};
@@ -418,12 +418,14 @@ async fn a_request_that_cannot_fit_before_its_deadline_fails_at_once() {
     assert_eq!(err.key(), Some("a.test"));
     assert_eq!(recorder.events(), ["rejected a.test requests Some(1000)ms"]);
 
-    // The deadline of the current scope (as the retry layer sets it) too.
+    // The deadline of the attempt's context (as the retry layer sets it) too.
     assert_ready_ok!(svc.poll_ready());
-    let mut c = Deadline::scope(Some(Instant::now() + ms(999)), || {
-        task::spawn(svc.call(request("http://a.test/")))
-    });
-    assert_ready_err!(c.poll());
+    let mut req = request("http://a.test/");
+    req.extensions_mut()
+        .insert(AttemptContext::new(1, Some(Instant::now() + ms(999))));
+    let mut c = task::spawn(svc.call(req));
+    let err = assert_ready_err!(c.poll());
+    assert_eq!(exhausted_error(&err).key(), Some("a.test"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,10 +4,17 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::future::Future;
+use std::time::Duration;
+
 use bytes::{Buf, Bytes};
+use evenkeel_core::BoxError;
+use evenkeel_core::clock;
+use evenkeel_core::error::TimedOut;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
 pin_project! {
     /// The body of a response returned by [`Retry`](crate::Retry).
@@ -16,9 +23,70 @@ pin_project! {
     /// the start of the body to decide (a 429 whose meaning is in its body,
     /// such as OpenAI's `insufficient_quota`), the bytes it read come first,
     /// then the rest of the inner body.
+    ///
+    /// The request's deadline covers the body too, and so does an idle
+    /// timeout between frames (see
+    /// [`RetryBuilder::body_idle_timeout`](crate::RetryBuilder::body_idle_timeout)):
+    /// a body that stalls past either ends with a
+    /// [`TimedOut`](evenkeel_core::error::TimedOut) error instead of
+    /// hanging. Errors are [`BoxError`]s: the inner body's own, or that
+    /// `TimedOut`.
     pub struct ResponseBody<B: Body> {
         #[pin]
         kind: Kind<B>,
+        watch: Watch,
+    }
+}
+
+/// The bounds on how long a body may take: the request's deadline, and
+/// the longest wait for one frame. The timer is made only when the body
+/// first has to be waited for, so a body that is ready at once (in memory)
+/// costs no allocation.
+#[derive(Default)]
+struct Watch {
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+    /// Since when the body has been waited for (`None` while frames come).
+    since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    fired: bool,
+}
+
+impl Watch {
+    /// Called when the inner body is pending: `Some(error)` once a bound
+    /// is past.
+    fn pending(&mut self, cx: &mut Context<'_>) -> Option<TimedOut> {
+        if self.deadline.is_none() && self.idle.is_none() {
+            return None;
+        }
+        let since = *self.since.get_or_insert_with(clock::now);
+        let idle_end = self.idle.and_then(|idle| since.checked_add(idle));
+        let until = evenkeel_core::ext::earlier(self.deadline, idle_end)?;
+        match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != until {
+                    timer.as_mut().reset(until);
+                }
+            }
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(until))),
+        }
+        let timer = self.timer.as_mut().expect("armed just now");
+        if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        self.fired = true;
+        let waited = clock::now().saturating_duration_since(since);
+        Some(TimedOut::after(if idle_end == Some(until) {
+            self.idle.unwrap_or(waited)
+        } else {
+            waited
+        }))
+    }
+
+    /// Called when the inner body gave a frame or ended.
+    #[inline]
+    fn progressed(&mut self) {
+        self.since = None;
     }
 }
 
@@ -43,7 +111,15 @@ impl<B: Body> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
         ResponseBody {
             kind: Kind::Inner { body },
+            watch: Watch::default(),
         }
+    }
+
+    /// Returns the body bounded by `deadline` and by `idle` between frames.
+    pub(crate) fn bounded(mut self, deadline: Option<Instant>, idle: Option<Duration>) -> Self {
+        self.watch.deadline = deadline;
+        self.watch.idle = idle;
+        self
     }
 
     /// The inner body, unless part of it was already read.
@@ -69,6 +145,7 @@ impl<B: Body> ResponseBody<B> {
                     rest,
                 }),
             },
+            watch: Watch::default(),
         }
     }
 }
@@ -76,15 +153,46 @@ impl<B: Body> ResponseBody<B> {
 impl<B> Body for ResponseBody<B>
 where
     B: Body,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if this.watch.fired {
+            return Poll::Ready(None);
+        }
+        match poll_kind(this.kind, cx) {
+            Poll::Pending => match this.watch.pending(cx) {
+                Some(timed_out) => Poll::Ready(Some(Err(timed_out.into()))),
+                None => Poll::Pending,
+            },
+            Poll::Ready(frame) => {
+                this.watch.progressed();
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.watch.fired || self.kind_is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.kind_size_hint()
+    }
+}
+
+fn poll_kind<B: Body>(
+    kind: Pin<&mut Kind<B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    {
+        match kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx).map(|frame| {
                 frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
             }),
@@ -121,8 +229,10 @@ where
             }
         }
     }
+}
 
-    fn is_end_stream(&self) -> bool {
+impl<B: Body> ResponseBody<B> {
+    fn kind_is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Peeked { peeked } => {
@@ -140,7 +250,7 @@ where
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
+    fn kind_size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Peeked { peeked } => {

@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes};
 use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::error::{DeadlineExceeded, TimedOut};
 use evenkeel_core::event::{Event, GiveUp};
-use evenkeel_core::ext::{Attempt, Deadline};
+use evenkeel_core::ext::{AttemptContext, Deadline};
 use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -98,20 +98,19 @@ where
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
         config.budget.deposit();
         let (parts, body) = request.into_parts();
+        let outer = Deadline::of_parts(&parts);
         let deadline = match config.deadline {
             Some(total) => {
                 let own = clock::now() + total;
-                Some(Deadline::of_parts(&parts).map_or(own, |outer| outer.min(own)))
+                Some(outer.map_or(own, |outer| outer.min(own)))
             }
-            None => None,
+            None => outer,
         };
         let mut replay = Replay::new(body, config.replay_cap);
         let first = replay
             .body()
             .expect("a new replay always yields its first body");
-        let future = Deadline::scope(deadline, || {
-            service.call(Request::from_parts(parts.clone(), first))
-        });
+        let future = service.call(attempt_request(&parts, 1, deadline, first));
         let timer = attempt_until(&config, deadline).map(sleep_until);
         ResponseFuture {
             state: State::Calling { future },
@@ -127,6 +126,22 @@ where
             backoff: BackoffState::default(),
         }
     }
+}
+
+/// The request of attempt `attempt`: the kept head with the attempt's
+/// context, which is how every layer below learns the deadline and the
+/// attempt number.
+fn attempt_request<B>(
+    parts: &http::request::Parts,
+    attempt: u32,
+    deadline: Option<Instant>,
+    body: B,
+) -> Request<B> {
+    let mut parts = parts.clone();
+    parts
+        .extensions
+        .insert(AttemptContext::new(attempt, deadline));
+    Request::from_parts(parts, body)
 }
 
 /// When the attempt starting now must end: its own timeout or the total
@@ -165,6 +180,7 @@ where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
     RB: Body,
+    RB::Error: Into<BoxError>,
     C: Classify<Response<RB>>,
     P: Policy,
 {
@@ -177,8 +193,7 @@ where
             let (outcome, last, arrived, peeked): (Outcome, Self::Output, Instant, bool) =
                 match this.state.as_mut().project() {
                     StateProj::Calling { future } => {
-                        let polled = Deadline::scope(*this.deadline, || future.poll(cx));
-                        let result = match polled {
+                        let result = match future.poll(cx) {
                             Poll::Ready(result) => result.map_err(Into::into),
                             Poll::Pending => {
                                 if !timer_fired(this.timer.as_mut(), cx) {
@@ -201,7 +216,11 @@ where
                                     // The path every healthy request takes: no
                                     // bookkeeping beyond the body wrapper.
                                     this.state.set(State::Done);
-                                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                                    let (deadline, idle) =
+                                        (*this.deadline, this.config.body_idle_timeout);
+                                    return Poll::Ready(Ok(response.map(|body| {
+                                        ResponseBody::inner(body).bounded(deadline, idle)
+                                    })));
                                 }
                                 let arrived = clock::now();
                                 (
@@ -321,11 +340,9 @@ where
                             .next_body
                             .take()
                             .expect("a retry is scheduled with its body");
-                        let mut parts = this.parts.clone();
-                        parts.extensions.insert(Attempt(*this.attempt));
-                        let future = Deadline::scope(*this.deadline, || {
-                            this.service.call(Request::from_parts(parts, body))
-                        });
+                        let request =
+                            attempt_request(this.parts, *this.attempt, *this.deadline, body);
+                        let future = this.service.call(request);
                         arm(
                             this.timer.as_mut(),
                             attempt_until(this.config, *this.deadline),
@@ -356,6 +373,8 @@ where
                         give_up(this.config, reason, &outcome, *this.attempt);
                     }
                     let notable = reason.is_some_and(|r| r != GiveUp::NotRetryable);
+                    let (deadline, idle) = (*this.deadline, this.config.body_idle_timeout);
+                    let last = last.map(|response| response.map(|b| b.bounded(deadline, idle)));
                     return Poll::Ready(last.map(|mut response| {
                         if *this.attempt > 1 || notable {
                             response.extensions_mut().insert(RetryInfo {
@@ -463,6 +482,19 @@ pub(crate) fn plan<C, P>(
     Ok((wait, server_directed))
 }
 
+/// A refusal by the stack itself: a wait it imposes on itself that could
+/// not fit. Nothing went on the wire, so it is no attempt to retry; the
+/// layer that refused already waited as long as it could.
+pub(crate) fn is_local_refusal(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed(f) if matches!(
+            f.kind,
+            evenkeel_core::FailureKind::LocalQuota | evenkeel_core::FailureKind::LocalOverload
+        )
+    )
+}
+
 /// Reports the deadline and makes the caller's error.
 pub(crate) fn deadline_error<C, P>(config: &Config<C, P>, attempts: u32) -> BoxError {
     let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
@@ -510,6 +542,9 @@ where
 {
     if outcome.is_success() {
         return Step::Return(None);
+    }
+    if is_local_refusal(outcome) {
+        return Step::Return(Some(GiveUp::Local));
     }
     if !config.policy.may_retry(outcome, parts) {
         let reason = if outcome.retry_forbidden() {

@@ -63,7 +63,7 @@ use std::task::{Context, Poll, ready};
 
 use evenkeel_core::error::TimedOut;
 use evenkeel_core::event::{Event, GiveUp};
-use evenkeel_core::ext::Deadline;
+use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -72,7 +72,9 @@ use tower_service::Service;
 
 use crate::backoff::BackoffState;
 use crate::budget::RetryBudget;
-use crate::future::{arm, attempt_until, deadline_error, give_up, plan, timer_fired};
+use crate::future::{
+    arm, attempt_until, deadline_error, give_up, is_local_refusal, plan, timer_fired,
+};
 use crate::layer::Config;
 
 /// Decides whether, and how, a request of type `Req` is sent again.
@@ -85,6 +87,22 @@ pub trait ResendPolicy<Req>: Send + Sync + 'static {
     /// copied (the attempt's result then goes to the caller). Called once
     /// per attempt that may need a successor, before the attempt is sent.
     fn clone_request(&self, request: &Req) -> Option<Req>;
+
+    /// The caller's own deadline for `request`, if it carries one; the
+    /// layer keeps the earlier of it and its total deadline. The default
+    /// reads none.
+    fn deadline(&self, request: &Req) -> Option<Instant> {
+        let _ = request;
+        None
+    }
+
+    /// Hands the attempt's [`AttemptContext`] (attempt number, deadline) to
+    /// `request` before it is sent, so the layers below can read it. The
+    /// default drops it: a request type without a place for it cannot
+    /// carry it.
+    fn set_context(&self, request: &mut Req, context: AttemptContext) {
+        let _ = (request, context);
+    }
 }
 
 /// A [`Layer`] that retries any request type; see the [module docs](self).
@@ -189,17 +207,24 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, mut request: Req) -> Self::Future {
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
         config.budget.deposit();
-        let deadline = config.deadline.map(|total| {
-            let own = clock::now() + total;
-            Deadline::current().map_or(own, |outer| outer.min(own))
-        });
+        let outer = config.policy.deadline(&request);
+        let deadline = match config.deadline {
+            Some(total) => {
+                let own = clock::now() + total;
+                Some(outer.map_or(own, |outer| outer.min(own)))
+            }
+            None => outer,
+        };
         let spare = config.policy.clone_request(&request);
-        let future = Deadline::scope(deadline, || service.call(request));
+        config
+            .policy
+            .set_context(&mut request, AttemptContext::new(1, deadline));
+        let future = service.call(request);
         let timer = attempt_until(&config, deadline).map(sleep_until);
         GenericFuture {
             state: GenericState::Calling { future },
@@ -258,8 +283,7 @@ where
         loop {
             match this.state.as_mut().project() {
                 GenericStateProj::Calling { future } => {
-                    let polled = Deadline::scope(*this.deadline, || future.poll(cx));
-                    let result: Result<S::Response, BoxError> = match polled {
+                    let result: Result<S::Response, BoxError> = match future.poll(cx) {
                         Poll::Ready(result) => result.map_err(Into::into),
                         Poll::Pending => {
                             if !timer_fired(this.timer.as_mut(), cx) {
@@ -286,6 +310,7 @@ where
                     }
                     let arrived = clock::now();
                     let decision = match this.spare.as_ref() {
+                        _ if is_local_refusal(&outcome) => Err(GiveUp::Local),
                         None => Err(GiveUp::BodyNotReplayable),
                         Some(spare) if !this.config.policy.may_retry(&outcome, spare) => {
                             Err(if outcome.retry_forbidden() {
@@ -357,9 +382,11 @@ where
                         return Poll::Ready(Err(error.into()));
                     }
                     *this.attempt += 1;
-                    let request = this.spare.take().expect("a retry is scheduled with a copy");
+                    let mut request = this.spare.take().expect("a retry is scheduled with a copy");
                     *this.spare = this.config.policy.clone_request(&request);
-                    let future = Deadline::scope(*this.deadline, || this.service.call(request));
+                    let context = AttemptContext::new(*this.attempt, *this.deadline);
+                    this.config.policy.set_context(&mut request, context);
+                    let future = this.service.call(request);
                     arm(
                         this.timer.as_mut(),
                         attempt_until(this.config, *this.deadline),

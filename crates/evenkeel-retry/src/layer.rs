@@ -23,6 +23,10 @@ pub const DEFAULT_PEEK_LIMIT: usize = 4 * 1024;
 /// How much of a discarded response's body is drained (so its connection
 /// can be reused) while waiting to retry.
 pub const DEFAULT_DRAIN_LIMIT: usize = 64 * 1024;
+/// The default longest wait for one frame of a response body: a body
+/// silent for longer ends with
+/// [`TimedOut`](evenkeel_core::error::TimedOut).
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings that do not depend on the classifier or the policy: what
 /// the builder sets field by field.
@@ -40,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) peek_limit: usize,
     pub(crate) peek_timeout: Duration,
     pub(crate) drain_limit: usize,
+    /// `None`: no idle bound on response bodies.
+    pub(crate) body_idle_timeout: Option<Duration>,
     pub(crate) events: Events,
     pub(crate) jitter: Jitter,
 }
@@ -184,6 +190,7 @@ impl Default for RetryBuilder {
                 peek_limit: DEFAULT_PEEK_LIMIT,
                 peek_timeout: Duration::from_secs(2),
                 drain_limit: DEFAULT_DRAIN_LIMIT,
+                body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
                 events: Events::none(),
                 jitter: Jitter::thread_local(),
             },
@@ -234,11 +241,25 @@ impl<C, P> RetryBuilder<C, P> {
     /// A total deadline covering every attempt and every wait (default
     /// none). When it passes the caller gets
     /// [`DeadlineExceeded`](evenkeel_core::error::DeadlineExceeded); a wait
-    /// that would overrun it is not started. The deadline is also passed
-    /// down in the request's extensions as
-    /// [`Deadline`](evenkeel_core::ext::Deadline).
+    /// that would overrun it is not started. The deadline covers every
+    /// queue inside the stack below and the response body: a body still
+    /// arriving when it passes ends with
+    /// [`TimedOut`](evenkeel_core::error::TimedOut). It is passed down in
+    /// each attempt's [`AttemptContext`](evenkeel_core::ext::AttemptContext),
+    /// in the request's extensions; a caller's own
+    /// [`Deadline`](evenkeel_core::ext::Deadline) extension, if earlier,
+    /// wins.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.settings.deadline = Some(deadline);
+        self
+    }
+
+    /// The longest wait for one frame of a response body (default 30 s). A
+    /// body silent for longer ends with
+    /// [`TimedOut`](evenkeel_core::error::TimedOut) rather than hang. `None`
+    /// leaves bodies bounded only by the deadline.
+    pub fn body_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.body_idle_timeout = timeout;
         self
     }
 
@@ -357,6 +378,12 @@ impl<C, P> RetryBuilder<C, P> {
         }
         if settings.deadline.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new("deadline", "must be greater than zero"));
+        }
+        if settings.body_idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "body_idle_timeout",
+                "must be greater than zero (None disables it)",
+            ));
         }
         if let (Some(attempt), Some(deadline)) = (settings.attempt_timeout, settings.deadline)
             && attempt > deadline

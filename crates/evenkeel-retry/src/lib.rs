@@ -108,8 +108,8 @@ pub use budget::RetryBudget;
 pub use evenkeel_core::event::{Event, GiveUp};
 pub use info::RetryInfo;
 pub use layer::{
-    DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_WAIT, DEFAULT_PEEK_LIMIT,
-    RetryBuilder, RetryLayer,
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_DRAIN_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_WAIT,
+    DEFAULT_PEEK_LIMIT, RetryBuilder, RetryLayer,
 };
 pub use policy::{DefaultPolicy, Policy, PolicyFn, policy_fn};
 pub use service::Retry;

@@ -89,6 +89,7 @@ where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
     RB: Body,
+    RB::Error: Into<BoxError>,
     C: Classify<Response<RB>>,
     P: Policy,
 {

@@ -414,6 +414,16 @@ pub struct SimBuilder {
     reject_above: Option<usize>,
     seed: u64,
     max_body_bytes: usize,
+    first_attempt: Option<FirstAttempt>,
+}
+
+/// How the sim answers the first attempt of each request (told apart by
+/// `x-request-id`), whatever its quotas say: see
+/// [`SimBuilder::first_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstAttempt {
+    pub(crate) status: http::StatusCode,
+    pub(crate) headers: http::HeaderMap,
 }
 
 impl Default for SimBuilder {
@@ -429,6 +439,7 @@ impl Default for SimBuilder {
             reject_above: None,
             seed: 0x5EED,
             max_body_bytes: 4 << 20,
+            first_attempt: None,
         }
     }
 }
@@ -517,6 +528,37 @@ impl SimBuilder {
     }
 
     /// Validates the configuration and builds the sim.
+    /// Answers the first attempt of every request that carries an
+    /// `x-request-id` with `status` and exactly `headers` (raw values, sent
+    /// as given: `Retry-After: -5`, two conflicting values, nothing at
+    /// all), before any quota or fault is consulted; later attempts of the
+    /// same id are answered as usual. A server that refuses every request
+    /// once, with or without a usable wait.
+    pub fn first_attempt<'a>(
+        mut self,
+        status: u16,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let status = http::StatusCode::from_u16(status).map_err(|_| {
+            ConfigError::new("first_attempt", format!("`{status}` is no HTTP status"))
+        })?;
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            let name = http::HeaderName::try_from(name).map_err(|_| {
+                ConfigError::new("first_attempt", format!("`{name}` is no header name"))
+            })?;
+            let value = http::HeaderValue::try_from(value).map_err(|_| {
+                ConfigError::new("first_attempt", format!("`{value}` is no header value"))
+            })?;
+            map.append(name, value);
+        }
+        self.first_attempt = Some(FirstAttempt {
+            status,
+            headers: map,
+        });
+        Ok(self)
+    }
+
     pub fn build(self) -> Result<Sim, ConfigError> {
         let requests = self
             .requests
@@ -558,6 +600,7 @@ impl SimBuilder {
             faults: self.faults,
             latency: self.latency,
             capacity: self.capacity,
+            first_attempt: self.first_attempt,
             reject_above: self.reject_above,
             seed: self.seed,
             max_body_bytes: self.max_body_bytes,

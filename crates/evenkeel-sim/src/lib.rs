@@ -179,8 +179,8 @@ mod service;
 mod stats;
 
 pub use config::{
-    ConfigError, DEFAULT_TOKEN_HEADER, Dialect, Faults, QuotaKind, SimBuilder, TokenCost,
-    TokenQuota, UnknownDialect,
+    ConfigError, DEFAULT_TOKEN_HEADER, Dialect, Faults, FirstAttempt, QuotaKind, SimBuilder,
+    TokenCost, TokenQuota, UnknownDialect,
 };
 pub use error::{SimError, SimErrorKind};
 pub use handle::{QuotaState, SimHandle};

@@ -30,6 +30,7 @@ pub(crate) struct Settings {
     pub(crate) reject_above: Option<usize>,
     pub(crate) seed: u64,
     pub(crate) max_body_bytes: usize,
+    pub(crate) first_attempt: Option<crate::config::FirstAttempt>,
 }
 
 /// The shared model.
@@ -43,6 +44,8 @@ pub(crate) struct Model {
     pub(crate) dialect: Dialect,
     pub(crate) retry_after_ms: bool,
     pub(crate) max_body_bytes: usize,
+    /// How the first attempt of each request id is answered, if set.
+    pub(crate) first_attempt: Option<crate::config::FirstAttempt>,
     /// The cost source of each token bucket, parallel to `State::tokens`.
     costs: Vec<TokenCost>,
 }
@@ -168,6 +171,7 @@ impl Model {
             dialect: s.dialect,
             retry_after_ms: s.retry_after_ms,
             max_body_bytes: s.max_body_bytes,
+            first_attempt: s.first_attempt,
             costs,
         }
     }
@@ -185,14 +189,17 @@ impl Model {
         let c = Arc::make_mut(&mut st.counters);
         c.attempts += 1;
         c.max_in_flight = c.max_in_flight.max(st.in_flight);
+        let mut first = false;
         if let Some(id) = &id {
             bump(&mut c.attempts_by_id, id);
+            first = c.attempts_by_id.get(id) == Some(&1);
         }
         let epoch = *self.kill_epoch.borrow();
         drop(guard);
         Ok(InFlight {
             model: Arc::clone(self),
             id,
+            first,
             epoch,
             end: End::Open,
         })
@@ -544,6 +551,7 @@ enum End {
 pub(crate) struct InFlight {
     model: Arc<Model>,
     id: Option<String>,
+    first: bool,
     epoch: u64,
     end: End,
 }
@@ -555,6 +563,11 @@ impl InFlight {
 
     pub(crate) fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// Whether this is the first attempt seen with its `x-request-id`.
+    pub(crate) fn is_first(&self) -> bool {
+        self.first
     }
 
     pub(crate) fn served(&mut self, status: StatusCode) {

@@ -120,6 +120,17 @@ where
         Err(ReadError::Body(err)) => return Err(SimError::body(err)),
     };
 
+    if let Some(first) = &model.first_attempt
+        && in_flight.is_first()
+    {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"the sim refuses every first attempt"}}"#,
+        )));
+        *response.status_mut() = first.status;
+        *response.headers_mut() = first.headers.clone();
+        in_flight.served(first.status);
+        return Ok(response);
+    }
     let verdict = model.decide(&parts.headers, body.as_ref());
     if !verdict.delay.is_zero() {
         tokio::select! {

@@ -117,9 +117,10 @@ pub use ext::ServiceBuilderExt;
 pub use preset::HttpsClient;
 #[cfg(feature = "preset")]
 pub use preset::{
-    AttemptTimeout, Connector, ConnectorFn, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT, DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset,
-    PresetBuilder, PresetClassifier, PresetLimit, Stack, TimeoutFuture, connector_fn,
+    AttemptTimeout, BARE_429_COOLDOWN, Connector, ConnectorFn, DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT,
+    DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetLimit,
+    Stack, TimeoutFuture, connector_fn,
 };
 #[cfg(feature = "hyper")]
-pub use preset::{ConnectorBody, HttpClient, HyperConnector};
+pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};

@@ -85,6 +85,24 @@ fn head_copies_once(make: fn() -> Req, copies: usize) -> u64 {
     dhat::HeapStats::get().total_blocks - before
 }
 
+/// Heap blocks of passing `CALLS` attempt contexts down in request
+/// extensions (`http::Extensions` boxes its map, its table and the value),
+/// and of copying such extensions with a head (`clones` times each).
+fn context_blocks(clones: usize) -> u64 {
+    least(|| {
+        let mut heads: Vec<_> = (0..CALLS).map(|_| bare_get().into_parts().0).collect();
+        let before = dhat::HeapStats::get().total_blocks;
+        for head in &mut heads {
+            head.extensions
+                .insert(evenkeel::core::ext::AttemptContext::new(1, None));
+            for _ in 0..clones {
+                drop(std::hint::black_box(head.extensions.clone()));
+            }
+        }
+        dhat::HeapStats::get().total_blocks - before
+    })
+}
+
 /// Blocks per call, for the report.
 fn per_call(blocks: u64) -> f64 {
     blocks as f64 / CALLS as f64
@@ -132,15 +150,28 @@ fn the_preset_allocates_only_its_copies_of_the_request_head() {
             per_call(tower),
             per_call(resilience),
         );
-        // One endpoint: the retry layer's copy of the head, nothing else.
-        assert_eq!(one - bare, copy, "{label}: one endpoint");
-        // Two endpoints: the failover layer's copy as well.
-        assert_eq!(two - bare, two_copies, "{label}: with a backup");
+        // One endpoint: the retry layer's copy of the head, and the
+        // attempt context it passes down in the extensions.
+        let context = context_blocks(0);
+        assert_eq!(one - bare, copy + context, "{label}: one endpoint");
+        // Two endpoints: the failover layer's copy as well, extensions
+        // (the context) included.
+        let context_copied = context_blocks(1);
+        assert_eq!(
+            two - bare,
+            two_copies + context_copied,
+            "{label}: with a backup"
+        );
     }
 
-    // With no headers the head copies cost nothing: the preset allocates
-    // nothing at all beyond the upstream.
+    // With no headers the head copies cost nothing: beyond the upstream the
+    // preset allocates only the attempt context in the extensions.
     assert_eq!(head_copies(bare_get, 2), 0);
+    println!(
+        "the attempt context: {} blocks per call, {} with one copy",
+        per_call(context_blocks(0)),
+        per_call(context_blocks(1))
+    );
 
     // With the rate-limit headers Anthropic sends: the inner service's
     // copies, the head copy, and what reading them costs
@@ -173,7 +204,10 @@ fn the_preset_allocates_only_its_copies_of_the_request_head() {
     // Two readings: the quota layer's, and the per-attempt metrics layer's
     // for its `evenkeel.rate_limit.*` gauges (the per-call one does not
     // read them again).
-    assert_eq!(one, bare + head_copies(request, 1) + 2 * limits);
+    assert_eq!(
+        one,
+        bare + head_copies(request, 1) + context_blocks(0) + 2 * limits
+    );
 }
 
 /// The headers of one response from `upstream`.

@@ -67,16 +67,21 @@ impl<F> fmt::Debug for ConnectorFn<F> {
 }
 
 #[cfg(feature = "hyper")]
-pub use self::hyper::HyperConnector;
+pub use self::hyper::{HyperConnector, MarkConnect, MarkConnectFuture};
 
 #[cfg(feature = "hyper")]
 mod hyper {
     use std::fmt;
     use std::marker::PhantomData;
 
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
     use bytes::Bytes;
     use evenkeel_core::BoxError;
     use evenkeel_core::body::ReplayBody;
+    use evenkeel_core::error::ConnectError;
     use http::Uri;
     use http_body_util::Full;
     use hyper_util::client::legacy::connect::{Connect, HttpConnector};
@@ -95,6 +100,11 @@ mod hyper {
     /// - [`HyperConnector::https`] (feature `rustls`): HTTPS with rustls and
     ///   the web PKI roots, HTTP/1.1 and HTTP/2 by ALPN;
     /// - [`HyperConnector::new`]: any hyper-util connector.
+    ///
+    /// Every connector is wrapped in [`MarkConnect`], so that a failure
+    /// while connecting (DNS, TCP, the TLS handshake) reaches the
+    /// classifier as a typed [`ConnectError`]: never sent, whatever its
+    /// message says.
     ///
     /// `B` is the body type of the requests the caller sends (the preset
     /// wraps it to replay it); `Full<Bytes>` unless chosen with
@@ -170,15 +180,78 @@ mod hyper {
 
     impl<C, B> Connector for HyperConnector<C, B>
     where
-        C: Connect + Clone + Send + Sync + 'static,
+        MarkConnect<C>: Connect + Clone + Send + Sync + 'static,
+        C: Clone,
         B: http_body::Body + Send + Unpin + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        type Service = Client<C, ReplayBody<ReplayBody<B>>>;
+        type Service = Client<MarkConnect<C>, ReplayBody<ReplayBody<B>>>;
 
         fn connect(&self, _base_url: &Uri) -> Result<Self::Service, BoxError> {
-            Ok(self.builder.build(self.connector.clone()))
+            Ok(self.builder.build(MarkConnect::new(self.connector.clone())))
+        }
+    }
+
+    /// A connector whose errors are [`ConnectError`]s: the phase of a
+    /// failure travels as a type, so the classifier need not guess it from
+    /// words (a TLS error while connecting is never-sent; one after the
+    /// request was written is not).
+    #[derive(Debug, Clone)]
+    pub struct MarkConnect<C> {
+        inner: C,
+    }
+
+    impl<C> MarkConnect<C> {
+        /// Wraps `inner`.
+        pub fn new(inner: C) -> Self {
+            MarkConnect { inner }
+        }
+
+        /// The wrapped connector.
+        pub fn get_ref(&self) -> &C {
+            &self.inner
+        }
+    }
+
+    impl<C> tower_service::Service<Uri> for MarkConnect<C>
+    where
+        C: tower_service::Service<Uri>,
+        C::Future: Unpin,
+        C::Error: Into<BoxError>,
+    {
+        type Response = C::Response;
+        type Error = ConnectError;
+        type Future = MarkConnectFuture<C::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+            self.inner.poll_ready(cx).map_err(ConnectError::new)
+        }
+
+        fn call(&mut self, uri: Uri) -> Self::Future {
+            MarkConnectFuture {
+                inner: self.inner.call(uri),
+            }
+        }
+    }
+
+    /// The future of [`MarkConnect`].
+    #[derive(Debug)]
+    pub struct MarkConnectFuture<F> {
+        inner: F,
+    }
+
+    impl<F, T, E> Future for MarkConnectFuture<F>
+    where
+        F: Future<Output = Result<T, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        type Output = Result<T, ConnectError>;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            Pin::new(&mut self.inner)
+                .poll(cx)
+                .map_err(ConnectError::new)
         }
     }
 

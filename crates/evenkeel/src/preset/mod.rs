@@ -25,9 +25,9 @@ use tower::ServiceBuilder;
 use tower_service::Service;
 
 pub use classify::PresetClassifier;
-#[cfg(feature = "hyper")]
-pub use connector::HyperConnector;
 pub use connector::{Connector, ConnectorFn, connector_fn};
+#[cfg(feature = "hyper")]
+pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
 pub use timeout::{AttemptTimeout, TimeoutFuture};
 
 /// Attempts per request, the first included.
@@ -39,8 +39,15 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest server-requested wait the stack sleeps through.
 pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(120);
 /// The longest a request waits for quota on an endpoint before it fails
-/// over (or fails with `QuotaExhausted`).
+/// over (or fails with `QuotaExhausted`), and for a cooling endpoint when
+/// every endpoint is cooling down.
 pub const DEFAULT_MAX_QUOTA_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait for one frame of a response body.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an endpoint's quota key cools down after a 429 that gave no
+/// usable wait: shorter than the retry layer's shortest throttle backoff
+/// (375 ms), so the retry that follows is never held back by it.
+pub const BARE_429_COOLDOWN: Duration = Duration::from_millis(250);
 
 /// The stack of one endpoint: base URL → quota → adaptive limit → attempt
 /// timeout → connector.
@@ -221,6 +228,7 @@ pub struct PresetBuilder {
     attempt_timeout: Duration,
     max_server_wait: Duration,
     max_quota_wait: Duration,
+    body_idle_timeout: Option<Duration>,
     budget: Option<RetryBudget>,
     quotas: Vec<StaticQuota>,
     limit: PresetLimit,
@@ -238,6 +246,7 @@ impl Default for PresetBuilder {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             max_server_wait: DEFAULT_MAX_SERVER_WAIT,
             max_quota_wait: DEFAULT_MAX_QUOTA_WAIT,
+            body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
             budget: None,
             quotas: Vec::new(),
             limit: PresetLimit::default(),
@@ -290,10 +299,22 @@ impl PresetBuilder {
         self
     }
 
-    /// The longest a request waits for quota on an endpoint (default 10 s);
-    /// past it the request fails over, or fails with `QuotaExhausted`.
+    /// The longest a request waits for quota on an endpoint, or for a
+    /// cooling endpoint when every endpoint is cooling down (default 10 s).
+    /// Such a wait is a wait, not an attempt: it is slept inside the
+    /// deadline. A wait that cannot fit the deadline or this cap fails the
+    /// request at once with `QuotaExhausted` (or `NoEndpointAvailable`
+    /// naming the endpoint), and nothing is sent.
     pub fn max_quota_wait(mut self, wait: Duration) -> Self {
         self.max_quota_wait = wait;
+        self
+    }
+
+    /// The longest wait for one frame of a response body (default 30 s;
+    /// `None` leaves bodies bounded by the deadline alone). A body that
+    /// stalls past it, or past the deadline, ends with `TimedOut`.
+    pub fn body_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.body_idle_timeout = timeout;
         self
     }
 
@@ -325,9 +346,10 @@ impl PresetBuilder {
     }
 
     /// Reports every decision (retries, give-ups, limits, quota waits,
-    /// endpoint states, failovers) to `listener` as well.
+    /// endpoint states, failovers) to `listener` as well. Each call adds a
+    /// listener; none replaces another.
     pub fn on_event(mut self, listener: impl Listener) -> Self {
-        self.events = Events::new(listener);
+        self.events = self.events.and(Events::new(listener));
         self
     }
 
@@ -403,6 +425,8 @@ impl PresetBuilder {
         let events = self.events.clone().and(call_metrics.listener().events());
 
         let mut failover = Failover::builder()
+            .max_cooldown(self.max_server_wait)
+            .max_cooldown_wait(self.max_quota_wait)
             .classifier(self.classifier.clone())
             .events(events.clone())
             .jitter(self.jitter.clone());
@@ -430,6 +454,7 @@ impl PresetBuilder {
             let base = BaseUrlLayer::new(url)?;
             let mut quota = QuotaLayer::builder()
                 .max_wait(self.max_quota_wait)
+                .default_cooldown(BARE_429_COOLDOWN)
                 .events(events.clone());
             for declared in &self.quotas {
                 quota = quota.declare(declared.clone());
@@ -465,6 +490,7 @@ impl PresetBuilder {
             .max_attempts(self.max_attempts)
             .deadline(self.deadline)
             .max_server_wait(self.max_server_wait)
+            .body_idle_timeout(self.body_idle_timeout)
             .events(events)
             .jitter(self.jitter);
         if let Some(budget) = self.budget {
@@ -514,14 +540,14 @@ pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> =
 /// The hyper-util client [`PresetBuilder::build_http`] uses.
 #[cfg(feature = "hyper")]
 pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    MarkConnect<hyper_util::client::legacy::connect::HttpConnector>,
     ConnectorBody,
 >;
 
 /// The hyper-util client [`PresetBuilder::build_https`] uses.
 #[cfg(feature = "rustls")]
 pub type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    MarkConnect<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>,
     ConnectorBody,
 >;
 
@@ -534,6 +560,7 @@ impl fmt::Debug for PresetBuilder {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("max_server_wait", &self.max_server_wait)
             .field("max_quota_wait", &self.max_quota_wait)
+            .field("body_idle_timeout", &self.body_idle_timeout)
             .field("limit", &self.limit)
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
