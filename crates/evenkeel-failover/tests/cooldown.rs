@@ -108,22 +108,45 @@ async fn a_quota_cooldown_is_skipped_only_beyond_the_threshold() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn when_every_endpoint_cools_down_the_call_fails_with_the_wait() {
+async fn when_every_endpoint_cools_down_a_request_waits_for_the_first() {
+    let only = Upstream::new("only");
+    let mut lb = balancer([only.endpoint()]).build().unwrap();
+    only.answer(with_header(429, "retry-after", "5"));
+    let res = send(&mut lb, get("g1")).await.unwrap();
+    assert_eq!(res.status(), 429);
+
+    // The only endpoint cools down for 5 s: the next request waits that
+    // out (a wait, not an attempt: the endpoint is not asked meanwhile),
+    // then goes.
+    only.answer(ok());
+    let start = Instant::now();
+    let res = send(&mut lb, get("g2")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(only.hits(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooldown_past_the_cap_or_the_deadline_fails_at_once() {
     let only = Upstream::new("only");
     let mut lb = balancer([only.endpoint()]).build().unwrap();
     only.answer(with_header(429, "retry-after", "30"));
     let res = send(&mut lb, get("g1")).await.unwrap();
     assert_eq!(res.status(), 429);
 
-    // poll_ready still succeeds: the rejection comes from call.
+    // 30 s is past the 10 s cap on cooldown waits: refused now.
+    let start = Instant::now();
     let err = send(&mut lb, get("g2")).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
     let none = err
         .downcast_ref::<NoEndpointAvailable>()
         .expect("a NoEndpointAvailable");
     assert_eq!(none.until(), Some(Instant::now() + Duration::from_secs(30)));
     assert_eq!(none.retry_after(), Some(Duration::from_secs(30)));
-    assert!(none.to_string().contains("cooling down"), "{none}");
-    // A retry layer above sees a local quota wait: never sent, 30 s.
+    assert_eq!(none.endpoint(), Some("only"));
+    assert!(none.to_string().contains("`only`"), "{none}");
+    assert!(none.to_string().contains("cap"), "{none}");
+    // A retry layer above sees a local quota refusal: never sent, 30 s.
     match classify_error(&*err) {
         Outcome::Failed(f) => {
             assert_eq!(f.kind, FailureKind::LocalQuota);
@@ -133,13 +156,30 @@ async fn when_every_endpoint_cools_down_the_call_fails_with_the_wait() {
     }
     assert_eq!(only.hits(), 1);
 
+    // A cooldown that fits the cap but not the request's deadline.
+    let only = Upstream::new("only");
+    let mut lb = balancer([only.endpoint()]).build().unwrap();
+    only.answer(with_header(429, "retry-after", "5"));
+    send(&mut lb, get("g1")).await.unwrap();
+    let mut request = get("g2");
+    request
+        .extensions_mut()
+        .insert(evenkeel_core::ext::AttemptContext::new(
+            1,
+            Some(Instant::now() + Duration::from_secs(3)),
+        ));
+    let err = send(&mut lb, request).await.unwrap_err();
+    let none = err.downcast_ref::<NoEndpointAvailable>().unwrap();
+    assert!(none.to_string().contains("deadline"), "{none}");
+    assert_eq!(only.hits(), 1);
+
     only.answer(ok());
-    sleep(Duration::from_secs(30)).await;
+    sleep(Duration::from_secs(5)).await;
     assert_eq!(serve_n(&mut lb, 1).await, ["only"]);
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_absurd_wait_is_honoured_without_overflowing() {
+async fn an_absurd_wait_is_capped_without_overflowing() {
     let primary = Upstream::new("primary");
     let backup = Upstream::new("backup");
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
@@ -149,15 +189,30 @@ async fn an_absurd_wait_is_honoured_without_overflowing() {
     assert_eq!(serve_n(&mut lb, 3).await, ["backup"; 3]);
     let status = lb.handle().endpoint("primary").unwrap();
     assert_eq!(status.state, EndpointState::CoolingDown);
-    assert!(status.cooling_until.unwrap() > Instant::now() + Duration::from_secs(3600));
+    // Capped at the default 120 s, not 584 billion years.
+    assert_eq!(
+        status.cooling_until,
+        Some(Instant::now() + evenkeel_failover::DEFAULT_MAX_COOLDOWN)
+    );
+    primary.answer(ok());
+    sleep(evenkeel_failover::DEFAULT_MAX_COOLDOWN).await;
+    assert_eq!(serve_n(&mut lb, 1).await, ["primary"]);
+    let status = lb.handle().endpoint("primary").unwrap();
+    assert_eq!(status.cooling_until, None, "over, and cleared");
 
-    // The only endpoint, cooling down for ever: the error says so without
-    // panicking.
+    // The only endpoint, told to wait for ever: capped too, and the error
+    // says so without panicking.
     let only = Upstream::new("only");
-    let mut lb = balancer([only.endpoint()]).build().unwrap();
+    let mut lb = balancer([only.endpoint()])
+        .max_cooldown(Duration::from_secs(3600))
+        .build()
+        .unwrap();
     only.answer(with_header(429, "retry-after-ms", "99999999999999999999"));
     let _ = send(&mut lb, get("g1")).await.unwrap();
-    if let Err(err) = send(&mut lb, get("g2")).await {
-        assert!(err.to_string().contains("no endpoint available"), "{err}");
-    }
+    let err = send(&mut lb, get("g2"))
+        .await
+        .expect_err("an hour is past the cap on cooldown waits");
+    let none = err.downcast_ref::<NoEndpointAvailable>().unwrap();
+    assert_eq!(none.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(err.to_string().contains("no endpoint available"), "{err}");
 }

@@ -273,7 +273,9 @@ async fn the_last_endpoint_up_is_never_ejected() {
 async fn a_certificate_failure_ejects_at_once() {
     let primary = Upstream::new("primary");
     let backup = Upstream::new("backup");
-    primary.answer(Answer::Message("invalid peer certificate: UnknownIssuer"));
+    primary.answer(Answer::ConnectMessage(
+        "invalid peer certificate: UnknownIssuer",
+    ));
     let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
         .build()
         .unwrap();
@@ -344,4 +346,25 @@ async fn a_connect_failure_ejects_at_once_by_default() {
     serve_n(&mut lb, 3).await;
     assert_eq!(lb.handle().ejections(), 1);
     assert_eq!(primary.hits(), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tls_words_after_the_request_was_written_are_no_connect_failure() {
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    primary.answer(Answer::Message(
+        "peer closed connection without sending TLS close_notify",
+    ));
+    let mut lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .build()
+        .unwrap();
+    // Maybe processed: a POST is not moved to the backup...
+    let err = send(&mut lb, post("p1", "{}")).await.unwrap_err();
+    assert!(err.to_string().contains("close_notify"), "{err}");
+    assert_eq!((primary.hits(), backup.hits()), (1, 0));
+    // ...and the endpoint is not ejected as if a certificate had failed.
+    assert_eq!(
+        lb.handle().endpoint("primary").unwrap().state,
+        EndpointState::Healthy
+    );
 }

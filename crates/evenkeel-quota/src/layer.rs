@@ -315,6 +315,13 @@ impl<K, C> QuotaBuilder<K, C, MemoryStoreBuilder> {
         self
     }
 
+    /// See [`MemoryStoreBuilder::max_cooldown`].
+    #[must_use]
+    pub fn max_cooldown(mut self, max: Duration) -> Self {
+        self.store = self.store.max_cooldown(max);
+        self
+    }
+
     /// See [`MemoryStoreBuilder::default_window`].
     #[must_use]
     pub fn default_window(mut self, window: Duration) -> Self {

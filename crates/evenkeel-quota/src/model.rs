@@ -90,6 +90,8 @@ const REORDER_MEMORY: Duration = Duration::from_secs(300);
 pub(crate) struct Params {
     /// Longest reset or cooldown taken from a header.
     pub(crate) max_reset: Duration,
+    /// Longest cooldown taken from a server's wait.
+    pub(crate) max_cooldown: Duration,
     /// When a reading says nothing about its reset: assume the quota is back
     /// after this long.
     pub(crate) default_window: Duration,
@@ -355,7 +357,7 @@ impl KeyModel {
             // In flight when the current cooldown began: already accounted.
             return None;
         }
-        let until = now + wait.min(params.max_reset);
+        let until = now + wait.min(params.max_cooldown);
         let resource = exhausted(report.limits).unwrap_or(Resource::Requests);
         self.cooldown_seq = self.seq;
         match &mut self.cooldown {

@@ -26,21 +26,25 @@ fn exhausted_error(err: &evenkeel_core::BoxError) -> &QuotaExhausted {
 }
 
 #[tokio::test(start_paused = true)]
-async fn readiness_is_the_inner_services() {
+async fn readiness_comes_after_admission_in_the_future() {
     let (mut svc, mut handle, _) = service(builder());
     handle.allow(0);
-    assert_pending!(svc.poll_ready());
-    handle.allow(1);
+    // Always ready: the inner service is readied by the future, once the
+    // request has its quota.
     assert_ready_ok!(svc.poll_ready());
     let mut fut = task::spawn(svc.call(request("http://a.test/")));
+    assert_pending!(fut.poll());
+    assert_pending!(handle.poll_request());
+    handle.allow(1);
+    assert!(
+        fut.is_woken(),
+        "the inner service's readiness wakes the future"
+    );
     assert_pending!(fut.poll());
     let (req, send) = assert_ready!(handle.poll_request()).unwrap();
     assert_eq!(req.uri(), "http://a.test/");
     send.send_response(response(200, &[]));
     assert_ready_ok!(fut.poll());
-    // The readied service went into the future: what stays behind is a
-    // fresh clone, not ready until polled (and the mock has no permit left).
-    assert_pending!(svc.poll_ready());
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,7 +97,7 @@ impl<S: Service<R>, R> Service<R> for CountReady<S> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_waiting_the_inner_service_is_readied_again() {
+async fn the_inner_service_is_readied_only_once_admitted() {
     let layer = builder()
         .declare(StaticQuota::per_second(Resource::Requests, 1))
         .build()
@@ -105,27 +109,26 @@ async fn after_waiting_the_inner_service_is_readied_again() {
         count: Arc::clone(&count),
     }));
     assert_ready_ok!(svc.poll_ready());
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "poll_ready readies nothing"
+    );
     let mut a = task::spawn(svc.call(request("http://a.test/")));
     assert_pending!(a.poll());
     let _a = assert_ready!(handle.poll_request()).unwrap();
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        1,
-        "sent at once: no second poll"
-    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "admitted, readied, sent");
 
     assert_ready_ok!(svc.poll_ready());
     let mut b = task::spawn(svc.call(request("http://a.test/")));
     assert_pending!(b.poll());
-    assert_eq!(count.load(Ordering::SeqCst), 2);
     // While it waits, nothing is readied (no permit held for nothing).
-    advance(ms(1000)).await;
+    advance(ms(500)).await;
     assert_pending!(b.poll());
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        3,
-        "readied again after the wait"
-    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    advance(ms(500)).await;
+    assert_pending!(b.poll());
+    assert_eq!(count.load(Ordering::SeqCst), 2, "readied after the wait");
     let _b = assert_ready!(handle.poll_request()).unwrap();
 }
 
@@ -664,7 +667,12 @@ async fn inner_errors_pass_through() {
     assert_eq!(err.to_string(), "boom");
     assert_eq!(layer.handle().key("a.test").unwrap().in_flight, 0);
 
+    // A readiness error comes through the future of the request that
+    // readied it.
     handle.send_error(std::io::Error::other("not ready"));
-    let err = assert_ready_err!(svc.poll_ready());
+    assert_ready_ok!(svc.poll_ready());
+    let mut b = task::spawn(svc.call(request("http://a.test/")));
+    let err = assert_ready_err!(b.poll());
     assert_eq!(err.to_string(), "not ready");
+    assert_eq!(layer.handle().key("a.test").unwrap().in_flight, 0);
 }

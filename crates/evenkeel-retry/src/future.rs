@@ -130,7 +130,8 @@ where
 
 /// The request of attempt `attempt`: the kept head with the attempt's
 /// context, which is how every layer below learns the deadline and the
-/// attempt number.
+/// attempt number. A first attempt without a deadline carries none: an
+/// absent context means just that, and costs no allocation.
 fn attempt_request<B>(
     parts: &http::request::Parts,
     attempt: u32,
@@ -138,9 +139,11 @@ fn attempt_request<B>(
     body: B,
 ) -> Request<B> {
     let mut parts = parts.clone();
-    parts
-        .extensions
-        .insert(AttemptContext::new(attempt, deadline));
+    if attempt > 1 || deadline.is_some() {
+        parts
+            .extensions
+            .insert(AttemptContext::new(attempt, deadline));
+    }
     Request::from_parts(parts, body)
 }
 

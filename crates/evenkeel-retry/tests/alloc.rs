@@ -82,15 +82,29 @@ fn no_allocation_when_no_retry_happens() {
     assert_eq!(allocations(&mut retry, full, n), bare_full, "Full<Bytes>");
     assert_eq!(allocations(&mut retry, empty, n), bare_empty, "Empty");
 
-    // With an attempt timeout and a total deadline: timers live in the
-    // future and the deadline travels by scope, so still nothing.
+    // With an attempt timeout and a total deadline: the timers live in the
+    // future; the deadline travels down in the request's extensions, as an
+    // `AttemptContext`, and that insertion is the one cost.
     let mut timed = RetryLayer::builder()
         .attempt_timeout(Duration::from_secs(10))
         .deadline(Duration::from_secs(30))
         .build()
         .unwrap()
         .layer(Ok200);
-    assert_eq!(allocations(&mut timed, full, n), bare_full, "with timers");
+    let context = {
+        let mut heads: Vec<_> = (0..n).map(|_| full().into_parts().0).collect();
+        let before = dhat::HeapStats::get().total_blocks;
+        for head in &mut heads {
+            head.extensions
+                .insert(evenkeel_core::ext::AttemptContext::new(1, None));
+        }
+        dhat::HeapStats::get().total_blocks - before
+    };
+    assert_eq!(
+        allocations(&mut timed, full, n),
+        bare_full + context,
+        "with timers and a deadline"
+    );
 
     // Headers must be copied to be resent: that copy is the one cost, the
     // same one tower's own `Retry` pays when it clones the request.

@@ -527,7 +527,6 @@ impl SimBuilder {
         self
     }
 
-    /// Validates the configuration and builds the sim.
     /// Answers the first attempt of every request that carries an
     /// `x-request-id` with `status` and exactly `headers` (raw values, sent
     /// as given: `Retry-After: -5`, two conflicting values, nothing at
@@ -559,6 +558,7 @@ impl SimBuilder {
         Ok(self)
     }
 
+    /// Validates the configuration and builds the sim.
     pub fn build(self) -> Result<Sim, ConfigError> {
         let requests = self
             .requests

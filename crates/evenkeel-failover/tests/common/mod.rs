@@ -29,6 +29,8 @@ pub enum Answer {
     Io(std::io::ErrorKind),
     /// An error with this message (to look like a TLS library's).
     Message(&'static str),
+    /// An error with this message, marked as a failure while connecting.
+    ConnectMessage(&'static str),
     /// A local concurrency limiter's rejection.
     LocalOverload,
     /// Never answers.
@@ -219,6 +221,9 @@ where
                 }
                 Answer::Io(kind) => Err(std::io::Error::new(kind, "scripted").into()),
                 Answer::Message(msg) => Err(msg.into()),
+                Answer::ConnectMessage(msg) => {
+                    Err(evenkeel_core::error::ConnectError::new(msg).into())
+                }
                 Answer::LocalOverload => Err(evenkeel_core::error::Overloaded::new().into()),
                 Answer::Hang => std::future::pending().await,
             }

@@ -11,6 +11,7 @@ use crate::store::{Charged, Report};
 fn params() -> Params {
     Params {
         max_reset: Duration::from_secs(3600),
+        max_cooldown: Duration::from_secs(3600),
         default_window: Duration::from_secs(1),
         spread_burst: 0.1,
         stale_after: Duration::from_secs(3600),

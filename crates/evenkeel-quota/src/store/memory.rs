@@ -151,6 +151,7 @@ pub struct MemoryStoreBuilder {
     declared: Vec<StaticQuota>,
     per_key: HashMap<String, Vec<StaticQuota>>,
     max_reset: Duration,
+    max_cooldown: Option<Duration>,
     default_window: Duration,
     spread_burst: f64,
     stale_after: Duration,
@@ -162,6 +163,7 @@ impl Default for MemoryStoreBuilder {
             declared: Vec::new(),
             per_key: HashMap::new(),
             max_reset: Duration::from_secs(3600),
+            max_cooldown: None,
             default_window: Duration::from_secs(1),
             spread_burst: 0.1,
             stale_after: Duration::from_secs(3600),
@@ -191,6 +193,17 @@ impl MemoryStoreBuilder {
     #[must_use]
     pub fn max_reset(mut self, max: Duration) -> Self {
         self.max_reset = max;
+        self
+    }
+
+    /// The longest cooldown a 429's or 503's server wait can put on a key
+    /// (default: `max_reset`). A stack that gives up on waits longer than
+    /// its cap (the retry layer's `max_server_wait`) sets the same cap
+    /// here, so one absurd `Retry-After` stops a key no longer than the
+    /// stack would ever sleep. Field: `max_cooldown`.
+    #[must_use]
+    pub fn max_cooldown(mut self, max: Duration) -> Self {
+        self.max_cooldown = Some(max);
         self
     }
 
@@ -231,6 +244,12 @@ impl MemoryStoreBuilder {
                 "must be more than zero and at most a year",
             ));
         }
+        if self.max_cooldown.is_some_and(|c| c.is_zero() || c > YEAR) {
+            return Err(ConfigError::new(
+                "max_cooldown",
+                "must be more than zero and at most a year",
+            ));
+        }
         if self.default_window.is_zero() || self.default_window > self.max_reset {
             return Err(ConfigError::new(
                 "default_window",
@@ -253,6 +272,7 @@ impl MemoryStoreBuilder {
             inner: Arc::new(Inner {
                 params: Params {
                     max_reset: self.max_reset,
+                    max_cooldown: self.max_cooldown.unwrap_or(self.max_reset),
                     default_window: self.default_window,
                     spread_burst: self.spread_burst,
                     stale_after: self.stale_after,

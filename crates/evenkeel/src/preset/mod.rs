@@ -455,6 +455,7 @@ impl PresetBuilder {
             let mut quota = QuotaLayer::builder()
                 .max_wait(self.max_quota_wait)
                 .default_cooldown(BARE_429_COOLDOWN)
+                .max_cooldown(self.max_server_wait)
                 .events(events.clone());
             for declared in &self.quotas {
                 quota = quota.declare(declared.clone());
