@@ -206,7 +206,11 @@ async fn an_absurd_server_wait_is_a_long_wait_capped_by_max_server_wait() {
     let start = Instant::now();
     let res = client.clone().oneshot(get(0)).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(start.elapsed(), Duration::ZERO, "returned at once, not slept");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "returned at once, not slept"
+    );
     let cooling = client.quotas()[0].1.cooldown_until().expect("cooling");
     assert!(
         cooling - Instant::now() <= evenkeel::DEFAULT_MAX_SERVER_WAIT,

@@ -90,7 +90,11 @@ impl Attempt {
     /// The attempt number of `request`: the [`AttemptContext`]'s, else a
     /// bare `Attempt` extension's, else 1.
     pub fn of<B>(request: &http::Request<B>) -> u32 {
-        let extensions = request.extensions();
+        Attempt::in_extensions(request.extensions())
+    }
+
+    /// The attempt number in `extensions` (see [`Attempt::of`]).
+    pub fn in_extensions(extensions: &http::Extensions) -> u32 {
         extensions
             .get::<AttemptContext>()
             .map(|c| c.attempt)

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use evenkeel_core::event::EndpointState;
-use evenkeel_core::{FailureKind, Outcome};
+use evenkeel_core::{FailureKind, Outcome, Sent};
 
 use crate::builder::nanos;
 use crate::endpoint::{Meta, state_code};
@@ -25,10 +25,11 @@ pub(crate) enum Status {
 }
 
 /// Failures of the connect phase: the request never reached the server.
+/// (A TLS failure after the connection was up is no connect failure.)
 fn is_connect_failure(outcome: &Outcome) -> bool {
     matches!(
         outcome,
-        Outcome::Failed(f) if matches!(
+        Outcome::Failed(f) if f.sent == Sent::Never && matches!(
             f.kind,
             FailureKind::Dns
                 | FailureKind::ConnectionRefused

@@ -93,7 +93,7 @@ where
         let start = clock::now();
         let instruments = &self.shared.instruments;
         let attempt = |ext: &http::Extensions| match instruments.scope {
-            Scope::Attempt => ext.get::<Attempt>().map_or(1, |a| a.0),
+            Scope::Attempt => Attempt::in_extensions(ext),
             Scope::Call => 1,
         };
         let (key, request) = if instruments.has_route() {

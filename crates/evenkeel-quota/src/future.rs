@@ -315,6 +315,8 @@ where
                     // concurrency permit below is taken here, not while the
                     // request waited).
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        // Never sent: what it holds goes back now.
+                        this.admission.give_back();
                         this.state.set(State::Done);
                         return Poll::Ready(Err(error.into()));
                     }
@@ -471,6 +473,14 @@ impl<St: QuotaStore> Admission<St> {
 
 impl<St: QuotaStore> Drop for Admission<St> {
     fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+impl<St: QuotaStore> Admission<St> {
+    /// Gives back whatever the request holds: its place in the queue, its
+    /// reservation, the probe's role.
+    fn give_back(&mut self) {
         if self.queued.is_none() && self.ticket.is_none() && !self.probe {
             return;
         }
@@ -480,8 +490,10 @@ impl<St: QuotaStore> Drop for Admission<St> {
             self.shared
                 .store
                 .release(&self.entry.key, ticket, self.sent, now);
-            wakes[0] = self.entry.finished(self.probe, false, false);
-        } else if self.probe {
+            wakes[0] = self
+                .entry
+                .finished(std::mem::take(&mut self.probe), false, false);
+        } else if std::mem::take(&mut self.probe) {
             let mut gate = self.entry.gate.lock();
             gate.probe_deferred();
             wakes[0] = gate.head_waker();

@@ -118,17 +118,19 @@
 //! Inside the retry layer (`ServiceBuilder::new().layer(retry).layer(quota)`):
 //! every attempt, first or retry, is paced, and a retry that the server
 //! asked to wait for finds the key's cooldown already in place. The retry
-//! layer's deadline reaches the quota layer, which fails at once rather
-//! than hold a request past it. Inside a failover layer, one quota layer per
+//! layer's deadline reaches the quota layer in each attempt's
+//! [`AttemptContext`](evenkeel_core::ext::AttemptContext), and the quota
+//! layer fails at once rather than hold a request past it. Inside a failover layer, one quota layer per
 //! endpoint, its [`QuotaHandle`] given to the balancer as the endpoint's
 //! [`Cooldown`](evenkeel_core::cooldown::Cooldown). Outside a concurrency
 //! limiter: the quota layer decides *when* to send, the limiter *how many*
-//! at once; the quota layer re-polls the inner service's readiness after
-//! waiting, so it never holds a concurrency permit while it waits.
+//! at once; the quota layer readies the inner service only once a request
+//! is admitted, so it never holds a concurrency permit while it waits.
 //!
-//! The layer's `poll_ready` is the inner service's. Waiting happens in the
-//! response future; dropping the future gives back its place in the queue
-//! or its reservation.
+//! The layer's `poll_ready` is always ready. Waiting for quota, and then
+//! for the inner service's readiness, happens in the response future;
+//! dropping the future gives back its place in the queue or its
+//! reservation.
 //!
 //! # How it decides
 //!
