@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// A CA and a leaf for `localhost` signed by it.
+/// A CA and a leaf for `127.0.0.1` signed by it.
 struct Certs {
     ca: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
@@ -29,7 +29,7 @@ fn certs() -> Certs {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
@@ -99,7 +99,7 @@ fn client(port: u16, ca: &CertificateDer<'static>) -> Preset<evenkeel::HttpsClie
         .enable_all_versions()
         .wrap_connector(http);
     Preset::builder()
-        .endpoint(format!("https://localhost:{port}"))
+        .endpoint(format!("https://127.0.0.1:{port}"))
         .build(HyperConnector::new(https))
         .unwrap()
 }
