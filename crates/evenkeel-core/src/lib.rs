@@ -22,6 +22,7 @@
 //! - [`clock`]: tokio's clock, and wall-clock time on tokio's timeline, so
 //!   `tokio::time::pause` drives everything.
 //! - [`rng::Jitter`]: seedable randomness for jitter and balancing.
+//! - [`timer::LazyTimer`]: a timer made only when a wait is needed.
 //! - [`event`]: the events layers report (retries, limits, quota waits,
 //!   failovers) and the [`Listener`](event::Listener) that receives them.
 //! - [`cooldown::Cooldown`]: how a balancer asks whether an endpoint is
@@ -56,6 +57,7 @@ pub mod ext;
 mod outcome;
 pub mod resend;
 pub mod rng;
+pub mod timer;
 
 pub use classify::{
     Classify, GrpcClassifier, HttpClassifier, classify_error, classify_grpc_status,

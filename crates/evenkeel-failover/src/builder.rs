@@ -242,8 +242,9 @@ impl<S, C> FailoverBuilder<S, C> {
 
     /// The longest cooldown a server's wait can impose on an endpoint
     /// (default 120 s, the retry layer's cap on honoured waits). A 429 with
-    /// `Retry-After: 86400` cools the endpoint this long, not a day; the
-    /// cooldown ends early when the endpoint answers successfully after it.
+    /// `Retry-After: 86400` cools the endpoint this long, not a day; a
+    /// cooldown that has ended is forgotten the next time the endpoint is
+    /// considered.
     pub fn max_cooldown(mut self, cap: Duration) -> Self {
         self.max_cooldown = cap;
         self

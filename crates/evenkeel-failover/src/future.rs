@@ -11,11 +11,12 @@ use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::event::Event;
 use evenkeel_core::ext::{Attempt, Deadline};
 use evenkeel_core::resend::may_resend;
+use evenkeel_core::timer::LazyTimer;
 use evenkeel_core::{BoxError, Classify, FailureKind, Outcome, clock};
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::endpoint::{Entry, InFlight};
@@ -47,10 +48,10 @@ pin_project! {
         replay: Option<Replay<B>>,
         tried: Tried,
         attempts: u32,
-        // A request waiting for a cooling endpoint, and its timer (boxed:
-        // the path is rare, and the future stays small without it).
+        // A request waiting for a cooling endpoint, and its timer (made
+        // only then: the path is rare).
         pending: Option<Request<B>>,
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: LazyTimer,
     }
 }
 
@@ -104,7 +105,7 @@ where
             replay: Some(replay),
             attempts: 1,
             pending: None,
-            timer: None,
+            timer: LazyTimer::new(),
         }
     }
 
@@ -119,17 +120,13 @@ where
         classifier: C,
     ) -> Self {
         let deadline = Deadline::of(&request);
-        match may_wait(&registry, first, until, deadline, clock::now()) {
-            Err(error) => ResponseFuture::rejected(error, registry, classifier),
-            Ok(()) => {
-                let mut future =
-                    ResponseFuture::rejected(NoEndpointAvailable::empty(), registry, classifier);
-                future.state = State::Cooling;
-                future.pending = Some(request);
-                future.timer = Some(Box::pin(tokio::time::sleep_until(until)));
-                future
-            }
+        if let Err(error) = may_wait(&registry, first, until, deadline, clock::now()) {
+            return ResponseFuture::rejected(error, registry, classifier);
         }
+        let mut future = ResponseFuture::unsent(State::Cooling, registry, classifier);
+        future.pending = Some(request);
+        future.timer.arm(until);
+        future
     }
 
     pub(crate) fn rejected(
@@ -137,8 +134,18 @@ where
         registry: Arc<Registry<S>>,
         classifier: C,
     ) -> Self {
+        let state = State::Rejected { error: Some(error) };
+        ResponseFuture::unsent(state, registry, classifier)
+    }
+
+    /// A future in `state` that has sent nothing yet.
+    fn unsent(
+        state: State<S::Future, S, ReplayBody<B>>,
+        registry: Arc<Registry<S>>,
+        classifier: C,
+    ) -> Self {
         ResponseFuture {
-            state: State::Rejected { error: Some(error) },
+            state,
             registry,
             classifier,
             tried: Tried {
@@ -150,7 +157,7 @@ where
             replay: None,
             attempts: 0,
             pending: None,
-            timer: None,
+            timer: LazyTimer::new(),
         }
     }
 }
@@ -210,8 +217,8 @@ where
                 StateProj::Cooling => {
                     // Waiting is not an attempt: nothing was sent, and no
                     // endpoint is charged for it.
-                    if let Some(timer) = this.timer.as_mut() {
-                        ready!(timer.as_mut().poll(cx));
+                    if !this.timer.poll_fired(cx) {
+                        return Poll::Pending;
                     }
                     let request = this.pending.take().expect("a cooling request is kept");
                     let now = clock::now();
@@ -234,7 +241,7 @@ where
                             *this.replay = Some(replay);
                             this.tried.first = entry.meta.id;
                             *this.guard = Some(InFlight::new(Arc::clone(&entry.meta)));
-                            *this.timer = None;
+                            this.timer.disarm();
                             this.state.set(State::Readying {
                                 service: entry.service(),
                                 body: Some(first),
@@ -252,12 +259,7 @@ where
                                 return Poll::Ready(Err(error.into()));
                             }
                             *this.pending = Some(request);
-                            match this.timer.as_mut() {
-                                Some(timer) => timer.as_mut().reset(until),
-                                None => {
-                                    *this.timer = Some(Box::pin(tokio::time::sleep_until(until)))
-                                }
-                            }
+                            this.timer.arm(until);
                         }
                         Pick::None { cooling: None } | Pick::Busy => {
                             this.state.set(State::Done);

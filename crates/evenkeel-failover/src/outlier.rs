@@ -159,13 +159,6 @@ impl<S> Registry<S> {
     /// Records a success: the path every healthy request takes, so the
     /// clock is read only when the success-rate window needs it.
     pub(crate) fn record_success(&self, m: &Meta) {
-        let cooling = m.cooling_until.load(Ordering::Relaxed);
-        if cooling != 0 && cooling <= self.ticks(evenkeel_core::clock::now()) {
-            // Answered after its cooldown ended: the cooldown is over.
-            let _ =
-                m.cooling_until
-                    .compare_exchange(cooling, 0, Ordering::Relaxed, Ordering::Relaxed);
-        }
         if m.consecutive.load(Ordering::Relaxed) != 0 {
             m.consecutive.store(0, Ordering::Relaxed);
             m.connect_consecutive.store(0, Ordering::Relaxed);

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use evenkeel_core::error::QuotaExhausted;
 use evenkeel_core::event::Event;
+use evenkeel_core::ext::earlier;
+use evenkeel_core::timer::LazyTimer;
 use evenkeel_core::{BoxError, Outcome, classify_status, clock};
 use evenkeel_headers::{RateLimits, Resource};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::cost::Cost;
@@ -41,9 +43,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, St::Reserve>,
-        // Boxed and created only when a request has to wait, so the future
-        // stays small on the path every request takes.
-        timer: Option<Pin<Box<Sleep>>>,
+        // Made only when a request has to wait, so the future stays small
+        // on the path every request takes.
+        timer: LazyTimer,
         service: S,
         request: Option<Request<B>>,
         admission: Admission<St>,
@@ -100,7 +102,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Start,
-            timer: None,
+            timer: LazyTimer::new(),
             service,
             request: Some(request),
             admission: Admission {
@@ -120,26 +122,6 @@ where
     }
 }
 
-/// Arms `timer` for `at`.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
-    match timer {
-        Some(sleep) => {
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
-            }
-        }
-        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
-    }
-}
-
-/// Polls `timer`: `true` once it fired. An unarmed timer never fires.
-fn fired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
-    match timer {
-        Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
-        None => false,
-    }
-}
-
 /// The clock, read at most once per poll.
 struct Now(Option<Instant>);
 
@@ -151,13 +133,6 @@ impl Now {
 
 fn past(give_up: Option<Instant>, at: Instant) -> bool {
     give_up.is_some_and(|g| at > g)
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 impl<S, B, RB, St> Future for ResponseFuture<S, B, St>
@@ -177,7 +152,7 @@ where
                     let now = now.get();
                     *this.started = Some(now);
                     let cap = now.checked_add(this.admission.shared.config.max_wait);
-                    *this.give_up = earliest(*this.give_up, cap);
+                    *this.give_up = earlier(*this.give_up, cap);
                     let adm = &mut *this.admission;
                     let timeout = adm.shared.config.probe_timeout;
                     let turn = adm.entry.gate.lock().enter(now, timeout);
@@ -224,15 +199,15 @@ where
                             this.state.set(State::Reserving { reserve });
                             continue;
                         }
-                        Turn::Probe(until) => earliest(Some(until), *this.give_up),
+                        Turn::Probe(until) => earlier(Some(until), *this.give_up),
                         Turn::Behind => *this.give_up,
                     };
                     match wake {
-                        Some(at) => arm(this.timer, at),
+                        Some(at) => this.timer.arm(at),
                         // Nothing to time: the gate wakes it.
-                        None => *this.timer = None,
+                        None => this.timer.disarm(),
                     }
-                    if !fired(this.timer, cx) {
+                    if !this.timer.poll_fired(cx) {
                         return Poll::Pending;
                     }
                     if this.give_up.is_some_and(|g| now >= g) {
@@ -298,13 +273,12 @@ where
                                 }
                             }
                             *this.waited = true;
-                            arm(
-                                this.timer,
-                                earliest(Some(short.until), *this.give_up).unwrap_or(short.until),
+                            this.timer.arm(
+                                earlier(Some(short.until), *this.give_up).unwrap_or(short.until),
                             );
                             *this.short = Some(short);
                             this.state.set(State::Queued);
-                            if !fired(this.timer, cx) {
+                            if !this.timer.poll_fired(cx) {
                                 return Poll::Pending;
                             }
                         }
@@ -384,6 +358,34 @@ impl<St: QuotaStore> Admission<St> {
         QuotaExhausted::new(resource, until)
             .with_key(&*self.entry.name)
             .into()
+    }
+
+    /// Gives back whatever the request holds: its place in the queue, its
+    /// reservation, the probe's role.
+    fn give_back(&mut self) {
+        if self.queued.is_none() && self.ticket.is_none() && !self.probe {
+            return;
+        }
+        let now = clock::now();
+        let mut wakes: [Option<Waker>; 2] = [None, None];
+        if let Some(ticket) = self.ticket.take() {
+            self.shared
+                .store
+                .release(&self.entry.key, ticket, self.sent, now);
+            wakes[0] = self
+                .entry
+                .finished(std::mem::take(&mut self.probe), false, false);
+        } else if std::mem::take(&mut self.probe) {
+            let mut gate = self.entry.gate.lock();
+            gate.probe_deferred();
+            wakes[0] = gate.head_waker();
+        }
+        if let Some(id) = self.queued.take() {
+            wakes[1] = self.entry.gate.lock().leave(id, &self.entry.queued);
+        }
+        for waker in wakes.into_iter().flatten() {
+            waker.wake();
+        }
     }
 
     /// Reports a request that waited for quota and is now admitted.
@@ -474,35 +476,5 @@ impl<St: QuotaStore> Admission<St> {
 impl<St: QuotaStore> Drop for Admission<St> {
     fn drop(&mut self) {
         self.give_back();
-    }
-}
-
-impl<St: QuotaStore> Admission<St> {
-    /// Gives back whatever the request holds: its place in the queue, its
-    /// reservation, the probe's role.
-    fn give_back(&mut self) {
-        if self.queued.is_none() && self.ticket.is_none() && !self.probe {
-            return;
-        }
-        let now = clock::now();
-        let mut wakes: [Option<Waker>; 2] = [None, None];
-        if let Some(ticket) = self.ticket.take() {
-            self.shared
-                .store
-                .release(&self.entry.key, ticket, self.sent, now);
-            wakes[0] = self
-                .entry
-                .finished(std::mem::take(&mut self.probe), false, false);
-        } else if std::mem::take(&mut self.probe) {
-            let mut gate = self.entry.gate.lock();
-            gate.probe_deferred();
-            wakes[0] = gate.head_waker();
-        }
-        if let Some(id) = self.queued.take() {
-            wakes[1] = self.entry.gate.lock().leave(id, &self.entry.queued);
-        }
-        for waker in wakes.into_iter().flatten() {
-            waker.wake();
-        }
     }
 }

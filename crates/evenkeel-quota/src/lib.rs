@@ -120,8 +120,9 @@
 //! asked to wait for finds the key's cooldown already in place. The retry
 //! layer's deadline reaches the quota layer in each attempt's
 //! [`AttemptContext`](evenkeel_core::ext::AttemptContext), and the quota
-//! layer fails at once rather than hold a request past it. Inside a failover layer, one quota layer per
-//! endpoint, its [`QuotaHandle`] given to the balancer as the endpoint's
+//! layer fails at once rather than hold a request past it. Inside a
+//! failover layer, one quota layer per endpoint, its [`QuotaHandle`] given
+//! to the balancer as the endpoint's
 //! [`Cooldown`](evenkeel_core::cooldown::Cooldown). Outside a concurrency
 //! limiter: the quota layer decides *when* to send, the limiter *how many*
 //! at once; the quota layer readies the inner service only once a request

@@ -88,7 +88,7 @@ const REORDER_MEMORY: Duration = Duration::from_secs(300);
 /// Tuning shared by every key of a store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Params {
-    /// Longest reset or cooldown taken from a header.
+    /// Longest reset taken from a header.
     pub(crate) max_reset: Duration,
     /// Longest cooldown taken from a server's wait.
     pub(crate) max_cooldown: Duration,

@@ -3,18 +3,17 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use evenkeel_core::BoxError;
-use evenkeel_core::clock;
 use evenkeel_core::error::TimedOut;
+use evenkeel_core::ext::earlier;
+use evenkeel_core::timer::LazyTimer;
+use evenkeel_core::{BoxError, clock};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 pin_project! {
     /// The body of a response returned by [`Retry`](crate::Retry).
@@ -48,7 +47,7 @@ struct Watch {
     idle: Option<Duration>,
     /// Since when the body has been waited for (`None` while frames come).
     since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: LazyTimer,
     fired: bool,
 }
 
@@ -61,26 +60,14 @@ impl Watch {
         }
         let since = *self.since.get_or_insert_with(clock::now);
         let idle_end = self.idle.and_then(|idle| since.checked_add(idle));
-        let until = evenkeel_core::ext::earlier(self.deadline, idle_end)?;
-        match &mut self.timer {
-            Some(timer) => {
-                if timer.deadline() != until {
-                    timer.as_mut().reset(until);
-                }
-            }
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(until))),
-        }
-        let timer = self.timer.as_mut().expect("armed just now");
-        if timer.as_mut().poll(cx).is_pending() {
+        self.timer.arm(earlier(self.deadline, idle_end)?);
+        if !self.timer.poll_fired(cx) {
             return None;
         }
         self.fired = true;
-        let waited = clock::now().saturating_duration_since(since);
-        Some(TimedOut::after(if idle_end == Some(until) {
-            self.idle.unwrap_or(waited)
-        } else {
-            waited
-        }))
+        Some(TimedOut::after(
+            clock::now().saturating_duration_since(since),
+        ))
     }
 
     /// Called when the inner body gave a frame or ended.
@@ -191,41 +178,37 @@ fn poll_kind<B: Body>(
     kind: Pin<&mut Kind<B>>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-    {
-        match kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx).map(|frame| {
-                frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
-            }),
-            KindProj::Peeked { peeked } => {
-                let Peeked {
-                    prefix,
-                    trailers,
-                    error,
-                    rest,
-                } = &mut **peeked;
-                if let Some(prefix) = prefix.take() {
-                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
-                }
-                if let Some(error) = error.take() {
-                    return Poll::Ready(Some(Err(error)));
-                }
-                if let Some(trailers) = trailers.take() {
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                }
-                match rest {
-                    Some(body) => match body.as_mut().poll_frame(cx) {
-                        Poll::Ready(None) => {
-                            *rest = None;
-                            Poll::Ready(None)
-                        }
-                        other => other.map(|frame| {
-                            frame.map(|r| {
-                                r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
-                            })
-                        }),
-                    },
-                    None => Poll::Ready(None),
-                }
+    match kind.project() {
+        KindProj::Inner { body } => body.poll_frame(cx).map(|frame| {
+            frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
+        }),
+        KindProj::Peeked { peeked } => {
+            let Peeked {
+                prefix,
+                trailers,
+                error,
+                rest,
+            } = &mut **peeked;
+            if let Some(prefix) = prefix.take() {
+                return Poll::Ready(Some(Ok(Frame::data(prefix))));
+            }
+            if let Some(error) = error.take() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            if let Some(trailers) = trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            match rest {
+                Some(body) => match body.as_mut().poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        *rest = None;
+                        Poll::Ready(None)
+                    }
+                    other => other.map(|frame| {
+                        frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
+                    }),
+                },
+                None => Poll::Ready(None),
             }
         }
     }

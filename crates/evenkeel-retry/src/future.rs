@@ -98,14 +98,7 @@ where
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
         config.budget.deposit();
         let (parts, body) = request.into_parts();
-        let outer = Deadline::of_parts(&parts);
-        let deadline = match config.deadline {
-            Some(total) => {
-                let own = clock::now() + total;
-                Some(outer.map_or(own, |outer| outer.min(own)))
-            }
-            None => outer,
-        };
+        let deadline = total_deadline(&config, Deadline::of_parts(&parts));
         let mut replay = Replay::new(body, config.replay_cap);
         let first = replay
             .body()
@@ -128,6 +121,16 @@ where
     }
 }
 
+/// The deadline of a call starting now: the layer's total deadline from
+/// now, or the caller's own `outer` one if that is earlier.
+pub(crate) fn total_deadline<C, P>(
+    config: &Config<C, P>,
+    outer: Option<Instant>,
+) -> Option<Instant> {
+    let own = config.deadline.map(|total| clock::now() + total);
+    evenkeel_core::ext::earlier(own, outer)
+}
+
 /// The request of attempt `attempt`: the kept head with the attempt's
 /// context, which is how every layer below learns the deadline and the
 /// attempt number. A first attempt without a deadline carries none: an
@@ -145,6 +148,16 @@ fn attempt_request<B>(
             .insert(AttemptContext::new(attempt, deadline));
     }
     Request::from_parts(parts, body)
+}
+
+/// The response handed to the caller: its body bounded by the deadline
+/// and the idle timeout between frames.
+fn bounded<RB: Body, C, P>(
+    response: Response<ResponseBody<RB>>,
+    config: &Config<C, P>,
+    deadline: Option<Instant>,
+) -> Response<ResponseBody<RB>> {
+    response.map(|body| body.bounded(deadline, config.body_idle_timeout))
 }
 
 /// When the attempt starting now must end: its own timeout or the total
@@ -219,11 +232,12 @@ where
                                     // The path every healthy request takes: no
                                     // bookkeeping beyond the body wrapper.
                                     this.state.set(State::Done);
-                                    let (deadline, idle) =
-                                        (*this.deadline, this.config.body_idle_timeout);
-                                    return Poll::Ready(Ok(response.map(|body| {
-                                        ResponseBody::inner(body).bounded(deadline, idle)
-                                    })));
+                                    let response = response.map(ResponseBody::inner);
+                                    return Poll::Ready(Ok(bounded(
+                                        response,
+                                        this.config,
+                                        *this.deadline,
+                                    )));
                                 }
                                 let arrived = clock::now();
                                 (
@@ -376,8 +390,7 @@ where
                         give_up(this.config, reason, &outcome, *this.attempt);
                     }
                     let notable = reason.is_some_and(|r| r != GiveUp::NotRetryable);
-                    let (deadline, idle) = (*this.deadline, this.config.body_idle_timeout);
-                    let last = last.map(|response| response.map(|b| b.bounded(deadline, idle)));
+                    let last = last.map(|r| bounded(r, this.config, *this.deadline));
                     return Poll::Ready(last.map(|mut response| {
                         if *this.attempt > 1 || notable {
                             response.extensions_mut().insert(RetryInfo {

@@ -74,6 +74,7 @@ use crate::backoff::BackoffState;
 use crate::budget::RetryBudget;
 use crate::future::{
     arm, attempt_until, deadline_error, give_up, is_local_refusal, plan, timer_fired,
+    total_deadline,
 };
 use crate::layer::Config;
 
@@ -212,14 +213,7 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
         config.budget.deposit();
-        let outer = config.policy.deadline(&request);
-        let deadline = match config.deadline {
-            Some(total) => {
-                let own = clock::now() + total;
-                Some(outer.map_or(own, |outer| outer.min(own)))
-            }
-            None => outer,
-        };
+        let deadline = total_deadline(&config, config.policy.deadline(&request));
         let spare = config.policy.clone_request(&request);
         config
             .policy

@@ -528,9 +528,10 @@ impl SimBuilder {
     }
 
     /// Answers the first attempt of every request that carries an
-    /// `x-request-id` with `status` and exactly `headers` (raw values, sent
-    /// as given: `Retry-After: -5`, two conflicting values, nothing at
-    /// all), before any quota or fault is consulted; later attempts of the
+    /// `x-request-id` with `status`, the dialect's error body and `headers`
+    /// (raw values, sent as given: `Retry-After: -5`, two conflicting
+    /// values, nothing at all; no wait of the sim's own), before any quota
+    /// or fault is consulted; later attempts of the
     /// same id are answered as usual. A server that refuses every request
     /// once, with or without a usable wait.
     pub fn first_attempt<'a>(

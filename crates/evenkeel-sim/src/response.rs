@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
+use crate::config::FirstAttempt;
 use crate::config::{Dialect, QuotaKind};
 use crate::fmt::{go_duration, rfc3339_ceil, unix_secs_ceil};
 use crate::model::{Answer, Model, QuotaView, Verdict};
@@ -42,14 +43,12 @@ pub(crate) fn build(model: &Model, verdict: &Verdict, id: Option<&str>) -> Respo
             status,
             retry_after,
         } => {
-            let shape = match status.as_u16() {
-                429 => ErrorShape::RateLimit(QuotaKind::Requests),
-                503 | STATUS_OVERLOADED => ErrorShape::Overloaded,
-                400..=499 => ErrorShape::InvalidRequest,
-                _ => ErrorShape::Server,
-            };
             let message = format!("the sim is forced to answer {status}");
-            (status, error_body(dialect, shape, &message), retry_after)
+            (
+                status,
+                error_body(dialect, shape_of(status), &message),
+                retry_after,
+            )
         }
         Answer::Rejected => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -139,6 +138,41 @@ pub(crate) fn build(model: &Model, verdict: &Verdict, id: Option<&str>) -> Respo
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// The answer to a first attempt refused by
+/// [`SimBuilder::first_attempt`](crate::SimBuilder::first_attempt): the
+/// dialect's error body for `status`, and exactly the configured headers
+/// besides `content-type` and `x-request-id`.
+pub(crate) fn first_attempt(
+    model: &Model,
+    first: &FirstAttempt,
+    id: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let body = error_body(
+        model.dialect,
+        shape_of(first.status),
+        "the sim refuses every request's first attempt",
+    );
+    let mut headers = first.headers.clone();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = first.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The kind of error body an API sends with `status`.
+fn shape_of(status: StatusCode) -> ErrorShape {
+    match status.as_u16() {
+        429 => ErrorShape::RateLimit(QuotaKind::Requests),
+        503 | STATUS_OVERLOADED => ErrorShape::Overloaded,
+        400..=499 => ErrorShape::InvalidRequest,
+        _ => ErrorShape::Server,
+    }
 }
 
 /// `Retry-After` seconds: rounded up, at least one.

@@ -123,11 +123,7 @@ where
     if let Some(first) = &model.first_attempt
         && in_flight.is_first()
     {
-        let mut response = Response::new(Full::new(Bytes::from_static(
-            br#"{"type":"error","error":{"type":"rate_limit_error","message":"the sim refuses every first attempt"}}"#,
-        )));
-        *response.status_mut() = first.status;
-        *response.headers_mut() = first.headers.clone();
+        let response = crate::response::first_attempt(&model, first, in_flight.id());
         in_flight.served(first.status);
         return Ok(response);
     }

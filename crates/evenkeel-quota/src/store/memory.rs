@@ -187,8 +187,9 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// The longest reset or cooldown taken from a header (1 hour by
-    /// default): a header that claims more is read as this, so a lying or
+    /// The longest reset taken from a header (1 hour by default), and the
+    /// longest cooldown unless [`max_cooldown`](Self::max_cooldown) says
+    /// otherwise: a header that claims more is read as this, so a lying or
     /// broken server cannot stop a key for longer. Field: `max_reset`.
     #[must_use]
     pub fn max_reset(mut self, max: Duration) -> Self {

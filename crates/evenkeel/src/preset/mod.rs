@@ -42,8 +42,9 @@ pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(120);
 /// over (or fails with `QuotaExhausted`), and for a cooling endpoint when
 /// every endpoint is cooling down.
 pub const DEFAULT_MAX_QUOTA_WAIT: Duration = Duration::from_secs(10);
-/// The longest wait for one frame of a response body.
-pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait for one frame of a response body (the retry layer's
+/// default).
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = evenkeel_retry::DEFAULT_BODY_IDLE_TIMEOUT;
 /// How long an endpoint's quota key cools down after a 429 that gave no
 /// usable wait: shorter than the retry layer's shortest throttle backoff
 /// (375 ms), so the retry that follows is never held back by it.
