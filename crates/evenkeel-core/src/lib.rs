@@ -28,6 +28,10 @@
 //! - [`cooldown::Cooldown`]: how a balancer asks whether an endpoint is
 //!   waiting out a quota.
 //! - [`error`]: the errors several layers produce or recognise.
+//! - [`ext`] and [`observe`]: the [`AttemptContext`](ext::AttemptContext)
+//!   every request carries down (attempt, deadline) and the
+//!   [`Verdict`](verdict::Verdict) each attempt's answer leaves in it on the
+//!   way up, judged once by an [`Observe`](observe::Observe) at the bottom.
 //!
 //! # Example
 //!
@@ -54,10 +58,12 @@ pub mod cooldown;
 pub mod error;
 pub mod event;
 pub mod ext;
+pub mod observe;
 mod outcome;
 pub mod resend;
 pub mod rng;
 pub mod timer;
+pub mod verdict;
 
 pub use classify::{
     Classify, GrpcClassifier, HttpClassifier, classify_error, classify_grpc_status,

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::event::Event;
-use evenkeel_core::ext::{Attempt, Deadline};
+use evenkeel_core::ext::{Attempt, AttemptContext, Deadline, keep_head, outcome_or, resend_head};
 use evenkeel_core::resend::may_resend;
 use evenkeel_core::timer::LazyTimer;
 use evenkeel_core::{BoxError, Classify, FailureKind, Outcome, clock};
@@ -45,7 +45,11 @@ pin_project! {
         guard: Option<InFlight>,
         // The request head, kept when another endpoint could take it.
         parts: Option<http::request::Parts>,
+        // The request's context: attempt numbers and verdicts.
+        context: Option<AttemptContext>,
         replay: Option<Replay<B>>,
+        // The head of the first send, after a wait for a cooling endpoint.
+        first: Option<http::request::Parts>,
         tried: Tried,
         attempts: u32,
         // A request waiting for a cooling endpoint, and its timer (made
@@ -90,6 +94,7 @@ where
         classifier: C,
         guard: InFlight,
         parts: Option<http::request::Parts>,
+        context: Option<AttemptContext>,
         replay: Replay<B>,
     ) -> Self {
         ResponseFuture {
@@ -102,7 +107,9 @@ where
             },
             guard: Some(guard),
             parts,
+            context,
             replay: Some(replay),
+            first: None,
             attempts: 1,
             pending: None,
             timer: LazyTimer::new(),
@@ -154,7 +161,9 @@ where
             },
             guard: None,
             parts: None,
+            context: None,
             replay: None,
+            first: None,
             attempts: 0,
             pending: None,
             timer: LazyTimer::new(),
@@ -232,12 +241,15 @@ where
                     match selected.pick {
                         Pick::One(i) => {
                             let entry = Arc::clone(&entries[i]);
-                            let (parts, body) = request.into_parts();
+                            let (mut parts, body) = request.into_parts();
                             let mut replay = Replay::new(body, this.registry.config.replay_cap);
                             let first = replay
                                 .body()
                                 .expect("a new replay always yields its first body");
-                            *this.parts = Some(parts);
+                            *this.context =
+                                AttemptContext::in_extensions(&parts.extensions).cloned();
+                            *this.parts = Some(keep_head(&mut parts));
+                            *this.first = Some(parts);
                             *this.replay = Some(replay);
                             this.tried.first = entry.meta.id;
                             *this.guard = Some(InFlight::new(Arc::clone(&entry.meta)));
@@ -270,7 +282,9 @@ where
                 }
                 StateProj::Calling { future } => match ready!(future.poll(cx)) {
                     Ok(response) => {
-                        let outcome = this.classifier.classify_response(&response);
+                        let outcome = outcome_or(this.context.as_ref(), false, || {
+                            this.classifier.classify_response(&response)
+                        });
                         if outcome.is_success() {
                             // The path every healthy request takes.
                             if let Some(guard) = this.guard.take() {
@@ -283,20 +297,35 @@ where
                     }
                     Err(error) => {
                         let error: BoxError = error.into();
-                        (this.classifier.classify_error(&*error), Err(error))
+                        let outcome = outcome_or(this.context.as_ref(), true, || {
+                            this.classifier.classify_error(&*error)
+                        });
+                        (outcome, Err(error))
                     }
                 },
                 StateProj::Readying { service, body } => match ready!(service.poll_ready(cx)) {
                     Ok(()) => {
                         *this.attempts += 1;
-                        let mut parts = this
-                            .parts
-                            .clone()
-                            .expect("a failover keeps the request head");
-                        let first = parts.extensions.get::<Attempt>().map_or(1, |a| a.0);
-                        parts
-                            .extensions
-                            .insert(Attempt(first.saturating_add(*this.attempts - 1)));
+                        let parts = match this.first.take() {
+                            // The first send, after waiting for a cooling
+                            // endpoint: the caller's head as it came.
+                            Some(parts) => parts,
+                            None => {
+                                let kept = this
+                                    .parts
+                                    .as_ref()
+                                    .expect("a failover keeps the request head");
+                                let context = this.context.get_or_insert_with(|| {
+                                    AttemptContext::new(
+                                        Attempt::in_extensions(&kept.extensions),
+                                        Deadline::of_parts(kept),
+                                    )
+                                });
+                                // A move to another endpoint is an attempt.
+                                context.begin_attempt();
+                                resend_head(kept, Some(context))
+                            }
+                        };
                         let body = body.take().expect("a failover carries its body");
                         let future = service.call(Request::from_parts(parts, body));
                         this.state.set(State::Calling { future });

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::event::Event;
+use evenkeel_core::ext::{AttemptContext, keep_head};
 use evenkeel_core::{BoxError, Classify, HttpClassifier};
 use http::{Request, Response};
 use http_body::Body;
@@ -351,7 +352,8 @@ where
         );
         let held = self.slot.as_mut().expect("a readied service is held");
         let guard = InFlight::new(Arc::clone(&held.entry.meta));
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        let context = AttemptContext::in_extensions(&parts.extensions).cloned();
         let mut replay = Replay::new(body, self.registry.config.replay_cap);
         let first = replay
             .body()
@@ -359,7 +361,7 @@ where
         // The request head is kept only when another endpoint could take
         // it: it is what a failover resends.
         let kept = (self.entries.len() > 1 && self.registry.config.max_attempts != Some(1))
-            .then(|| parts.clone());
+            .then(|| keep_head(&mut parts));
         let future = held.service.call(Request::from_parts(parts, first));
         ResponseFuture::new(
             future,
@@ -367,6 +369,7 @@ where
             self.classifier.clone(),
             guard,
             kept,
+            context,
             replay,
         )
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use evenkeel_core::Classify;
+use evenkeel_core::ext::AttemptContext;
 use http::Response;
 use pin_project_lite::pin_project;
 
@@ -34,6 +35,7 @@ pin_project! {
             future: F,
             permit: Option<Permit<A, C, R>>,
             start: Option<Start>,
+            context: Option<AttemptContext>,
         },
         Rejected {
             shared: Option<Arc<Shared<A, C, R>>>,
@@ -42,12 +44,18 @@ pin_project! {
 }
 
 impl<F, A, C, R> ResponseFuture<F, A, C, R> {
-    pub(crate) fn called(future: F, permit: Permit<A, C, R>, start: Option<Start>) -> Self {
+    pub(crate) fn called(
+        future: F,
+        permit: Permit<A, C, R>,
+        start: Option<Start>,
+        context: Option<AttemptContext>,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
                 start,
+                context,
             },
         }
     }
@@ -76,6 +84,7 @@ where
                 future,
                 permit,
                 start,
+                context,
             } => {
                 let result = ready!(future.poll(cx)).map_err(R::convert);
                 let permit = permit
@@ -84,7 +93,7 @@ where
                 if A::ADAPTIVE
                     && let Some(start) = *start
                 {
-                    permit.shared.complete(&result, start);
+                    permit.shared.complete(&result, start, context.as_ref());
                 }
                 drop(permit);
                 Poll::Ready(result)

@@ -4,8 +4,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::{Classify, HttpClassifier, clock};
-use http::Response;
+use http::{Request, Response};
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -102,9 +103,9 @@ impl<S: fmt::Debug, A, C, R> fmt::Debug for Limit<S, A, C, R> {
     }
 }
 
-impl<S, Req, B, A, C, R> Service<Req> for Limit<S, A, C, R>
+impl<S, ReqBody, B, A, C, R> Service<Request<ReqBody>> for Limit<S, A, C, R>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqBody>, Response = Response<B>>,
     A: Algorithm,
     C: Classify<Response<B>>,
     R: Reject<B, S::Error>,
@@ -170,7 +171,7 @@ where
         }
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Ready(permit) => {
                 let start = A::ADAPTIVE.then(|| Start {
@@ -178,7 +179,12 @@ where
                     in_flight: self.shared.gate.in_flight(),
                     limit: self.shared.gate.limit(),
                 });
-                ResponseFuture::called(self.inner.call(request), permit, start)
+                // Where the verdict on the answer is left, for the
+                // algorithm to learn from.
+                let context = A::ADAPTIVE
+                    .then(|| AttemptContext::of(&request).cloned())
+                    .flatten();
+                ResponseFuture::called(self.inner.call(request), permit, start, context)
             }
             State::Rejected => ResponseFuture::rejected(Arc::clone(&self.shared)),
             State::Idle | State::Waiting(_) => {

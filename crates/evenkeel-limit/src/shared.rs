@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use evenkeel_core::event::{Event, Events};
+use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::{Classify, Outcome, clock};
-use evenkeel_headers::Resource;
+use evenkeel_headers::{RateLimits, Resource};
+use http::Response;
 use http::header::HeaderName;
-use http::{HeaderMap, Response};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -78,20 +79,41 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
     }
 
     /// Learns from a completed attempt. Called before its permit is
-    /// released, so a lowered limit holds back the next waiter.
-    pub(crate) fn complete<B, E>(&self, result: &Result<Response<B>, R::Error>, start: Start)
-    where
+    /// released, so a lowered limit holds back the next waiter. The verdict
+    /// left in `context` below is read when there is one; otherwise the
+    /// answer is judged here.
+    pub(crate) fn complete<B, E>(
+        &self,
+        result: &Result<Response<B>, R::Error>,
+        start: Start,
+        context: Option<&AttemptContext>,
+    ) where
         C: Classify<Response<B>>,
         R: Reject<B, E>,
     {
-        let outcome = match result {
-            Ok(response) => {
+        let judged = context.and_then(|c| {
+            c.with_verdict(|v| {
+                if v.is_error() != result.is_err() {
+                    return None;
+                }
                 if self.read_server_ceiling {
-                    self.read_ceiling(response.headers());
+                    self.read_ceiling(&v.limits);
+                }
+                Some(v.outcome)
+            })
+            .flatten()
+        });
+        let outcome = match (judged, result) {
+            (Some(outcome), _) => outcome,
+            (None, Ok(response)) => {
+                if self.read_server_ceiling && response.headers().contains_key(&RATELIMIT_POLICY) {
+                    let limits =
+                        evenkeel_headers::rate_limits(response.headers(), clock::system_now());
+                    self.read_ceiling(&limits);
                 }
                 self.classifier.classify_response(response)
             }
-            Err(error) => match R::as_dyn(error) {
+            (None, Err(error)) => match R::as_dyn(error) {
                 Some(error) => self.classifier.classify_error(error),
                 None => return,
             },
@@ -117,11 +139,7 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
     }
 
     /// Reads a `RateLimit-Policy` with `qu="concurrent-requests"`.
-    fn read_ceiling(&self, headers: &HeaderMap) {
-        if !headers.contains_key(&RATELIMIT_POLICY) {
-            return;
-        }
-        let limits = evenkeel_headers::rate_limits(headers, clock::system_now());
+    fn read_ceiling(&self, limits: &RateLimits) {
         let advertised = limits
             .iter()
             .filter(|q| q.resource == Resource::ConcurrentRequests)

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use evenkeel_core::ext::{AttemptContext, outcome_or};
 use evenkeel_core::{BoxError, Classify, clock};
 use http::Response;
 use pin_project_lite::pin_project;
@@ -23,6 +24,7 @@ pin_project! {
         inner: F,
         shared: Arc<Shared<C>>,
         pending: Option<Pending>,
+        context: Option<AttemptContext>,
     }
 
     impl<F, C> PinnedDrop for ResponseFuture<F, C> {
@@ -36,11 +38,17 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: F, shared: Arc<Shared<C>>, pending: Pending) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        shared: Arc<Shared<C>>,
+        pending: Pending,
+        context: Option<AttemptContext>,
+    ) -> Self {
         ResponseFuture {
             inner,
             shared,
             pending: Some(pending),
+            context,
         }
     }
 }
@@ -63,17 +71,33 @@ where
         let Some(pending) = this.pending.take() else {
             return Poll::Ready(result.map_err(Into::into));
         };
+        let context = this.context.take();
         match result {
             Ok(response) => {
-                let outcome = shared.classifier.classify_response(&response);
+                // The verdict left below, with its readings of the headers;
+                // else the answer is judged and read here.
+                let judged = context.as_ref().and_then(|c| {
+                    c.with_verdict(|v| {
+                        (!v.is_error()).then(|| {
+                            instruments.headroom(pending.address(instruments), &v.limits);
+                            v.outcome
+                        })
+                    })
+                    .flatten()
+                });
+                let outcome = judged.unwrap_or_else(|| {
+                    instruments.rate_limits(pending.address(instruments), response.headers(), at);
+                    shared.classifier.classify_response(&response)
+                });
                 let error = (!outcome.is_success()).then(|| outcome.as_str());
-                instruments.rate_limits(pending.address(instruments), response.headers(), at);
                 pending.complete(instruments, Some(response.status()), error, at);
                 Poll::Ready(Ok(response))
             }
             Err(error) => {
                 let error: BoxError = error.into();
-                let outcome = shared.classifier.classify_error(&*error);
+                let outcome = outcome_or(context.as_ref(), true, || {
+                    shared.classifier.classify_error(&*error)
+                });
                 let name = if outcome.is_success() {
                     OTHER
                 } else {

@@ -152,6 +152,7 @@ pub struct MetricsBuilder<C = HttpClassifier> {
     scope: Scope,
     naming: Naming,
     server_address: Option<String>,
+    server_port: Option<u16>,
     route: Option<RouteFn>,
     rate_limits: bool,
     max_addresses: usize,
@@ -165,6 +166,7 @@ impl Default for MetricsBuilder {
             scope: Scope::Call,
             naming: Naming::OPEN_TELEMETRY,
             server_address: None,
+            server_port: None,
             route: None,
             rate_limits: true,
             max_addresses: DEFAULT_MAX_ADDRESSES,
@@ -193,6 +195,14 @@ impl<C> MetricsBuilder<C> {
     /// client always talks to one API.
     pub fn server_address(mut self, address: impl Into<String>) -> Self {
         self.server_address = Some(address.into());
+        self
+    }
+
+    /// A fixed `server.port` for every request, next to a fixed
+    /// [`server_address`](Self::server_address) (OpenTelemetry asks for
+    /// both; [`Naming::SHORT`] has no such label).
+    pub fn server_port(mut self, port: u16) -> Self {
+        self.server_port = Some(port);
         self
     }
 
@@ -244,6 +254,7 @@ impl<C> MetricsBuilder<C> {
             scope: self.scope,
             naming: self.naming,
             server_address: self.server_address,
+            server_port: self.server_port,
             route: self.route,
             rate_limits: self.rate_limits,
             max_addresses: self.max_addresses,
@@ -276,9 +287,25 @@ impl<C> MetricsBuilder<C> {
             Some(a) => Address::Fixed(SharedString::from_owned(a)),
             None => Address::Request(Box::new(Interner::new(self.max_addresses))),
         };
+        let port = match (&address, self.server_port) {
+            (Address::Fixed(_), Some(port)) => Some(SharedString::from_owned(port.to_string())),
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    "server_port",
+                    "needs a fixed `server_address` as well",
+                ));
+            }
+            (_, None) => None,
+        };
         let route = self.route.map(|f| (f, Interner::new(self.max_routes)));
-        let instruments =
-            Instruments::new(self.scope, self.naming, address, route, self.rate_limits);
+        let instruments = Instruments::new(
+            self.scope,
+            self.naming,
+            address,
+            port,
+            route,
+            self.rate_limits,
+        );
         Ok(MetricsLayer {
             shared: Arc::new(Shared {
                 instruments,
@@ -294,6 +321,7 @@ impl<C: fmt::Debug> fmt::Debug for MetricsBuilder<C> {
             .field("scope", &self.scope)
             .field("naming", &self.naming.duration)
             .field("server_address", &self.server_address)
+            .field("server_port", &self.server_port)
             .field("route", &self.route.is_some())
             .field("rate_limits", &self.rate_limits)
             .field("max_addresses", &self.max_addresses)

@@ -71,6 +71,8 @@ pub const STATUS_CODE: &str = "http.response.status_code";
 pub const ERROR_TYPE: &str = "error.type";
 /// Label: the server's host name.
 pub const SERVER_ADDRESS: &str = "server.address";
+/// Label: the server's port, where the layer knows it.
+pub const SERVER_PORT: &str = "server.port";
 /// Label: the route the user's route function returned (OpenTelemetry's
 /// client-side `url.template`).
 pub const ROUTE: &str = "url.template";
@@ -121,6 +123,9 @@ pub struct LabelNames {
     pub error_type: Option<&'static str>,
     /// The server's host name. `None` leaves it out.
     pub server_address: Option<&'static str>,
+    /// The server's port, set next to a fixed server address. `None`
+    /// leaves it out.
+    pub server_port: Option<&'static str>,
     /// The route label, when a route function is set.
     pub route: &'static str,
     /// The attempt number (attempt scope only).
@@ -244,6 +249,7 @@ impl Naming {
             status_code: STATUS_CODE,
             error_type: Some(ERROR_TYPE),
             server_address: Some(SERVER_ADDRESS),
+            server_port: Some(SERVER_PORT),
             route: ROUTE,
             attempt: ATTEMPT,
             outcome: ERROR_TYPE,
@@ -292,6 +298,7 @@ impl Naming {
             status_code: "status_code",
             error_type: None,
             server_address: None,
+            server_port: None,
             route: "route",
             attempt: "attempt",
             outcome: "outcome",
@@ -491,6 +498,7 @@ impl Naming {
             Some(l.status_code),
             l.error_type,
             l.server_address,
+            l.server_port,
             Some(l.route),
             Some(l.attempt),
             Some(l.outcome),

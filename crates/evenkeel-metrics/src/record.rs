@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Once};
 
 use evenkeel_core::clock;
-use evenkeel_headers::Quota;
+use evenkeel_headers::{Quota, RateLimits};
 use http::{HeaderMap, StatusCode};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, SharedString};
 use tokio::time::Instant;
@@ -98,6 +98,8 @@ pub(crate) struct Instruments {
     count_name: &'static str,
     active_name: &'static str,
     address: Address,
+    /// The fixed `server.port`, when the naming has that label.
+    port: Option<SharedString>,
     route: Option<(RouteFn, Interner)>,
     rate_limits: bool,
     calls: Table<CallKey, CallEntry>,
@@ -110,6 +112,7 @@ impl Instruments {
         scope: Scope,
         naming: Naming,
         address: Address,
+        port: Option<SharedString>,
         route: Option<(RouteFn, Interner)>,
         rate_limits: bool,
     ) -> Self {
@@ -132,6 +135,7 @@ impl Instruments {
             count_name,
             active_name,
             address,
+            port: port.filter(|_| naming.labels.server_port.is_some()),
             route,
             rate_limits,
             calls: Table::default(),
@@ -216,6 +220,9 @@ impl Instruments {
         let mut base = vec![label(l.method, labels::method_label(key.method))];
         if let (Some(k), Some(v)) = (l.server_address, self.address_label(key.address)) {
             base.push(label(k, v));
+            if let (Some(k), Some(port)) = (l.server_port, &self.port) {
+                base.push(label(k, port.clone()));
+            }
         }
         let active = gauge(self.active_name, base.clone());
         if let Some((_, interner)) = &self.route {
@@ -285,7 +292,13 @@ impl Instruments {
             return;
         }
         let limits = evenkeel_headers::rate_limits(headers, clock::system_time_at(at));
-        if limits.is_empty() {
+        self.headroom(address, &limits);
+    }
+
+    /// Sets the rate-limit gauges from readings already made.
+    #[inline]
+    pub(crate) fn headroom(&self, address: u32, limits: &RateLimits) {
+        if !self.rate_limits || limits.is_empty() {
             return;
         }
         self.record_headroom(address, limits.iter());
@@ -319,6 +332,9 @@ impl Instruments {
                     let mut labels = vec![label(l.resource, resource)];
                     if let (Some(k), Some(v)) = (l.server_address, self.address_label(address)) {
                         labels.push(label(k, v));
+                        if let (Some(k), Some(port)) = (l.server_port, &self.port) {
+                            labels.push(label(k, port.clone()));
+                        }
                     }
                     HeadroomGauges {
                         remaining: gauge(self.naming.rate_limit_remaining, labels.clone()),

@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use evenkeel_core::ext::Attempt;
+use evenkeel_core::ext::{Attempt, AttemptContext};
 use evenkeel_core::{BoxError, Classify, HttpClassifier, clock};
 use http::{Request, Response};
 use tower_service::Service;
@@ -116,9 +116,12 @@ where
             );
             (key, request)
         };
+        // Where the verdict on the answer is left by the layer that judged
+        // it below.
+        let context = AttemptContext::of(&request).cloned();
         let future = self.inner.call(request);
         // In flight from here: after the inner call, which may panic.
         let pending = Pending::new(instruments.start(key), start);
-        ResponseFuture::new(future, Arc::clone(&self.shared), pending)
+        ResponseFuture::new(future, Arc::clone(&self.shared), pending, context)
     }
 }

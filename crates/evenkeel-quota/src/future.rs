@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use evenkeel_core::error::QuotaExhausted;
 use evenkeel_core::event::Event;
+use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::ext::earlier;
 use evenkeel_core::timer::LazyTimer;
-use evenkeel_core::{BoxError, Outcome, classify_status, clock};
+use evenkeel_core::{BoxError, FailureKind, Outcome, classify_status, clock};
 use evenkeel_headers::{RateLimits, Resource};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -112,6 +113,7 @@ where
                 ticket: None,
                 probe: false,
                 sent: false,
+                context: None,
             },
             cost,
             give_up: deadline,
@@ -296,6 +298,7 @@ where
                     }
                     let request = this.request.take().expect("the request is sent once");
                     this.admission.sent = true;
+                    this.admission.context = AttemptContext::of(&request).cloned();
                     let future = this.service.call(request);
                     this.state.set(State::Calling { future });
                 }
@@ -320,6 +323,8 @@ struct Admission<St: QuotaStore> {
     ticket: Option<St::Ticket>,
     probe: bool,
     sent: bool,
+    /// The request's context, where the verdict on its answer is left.
+    context: Option<AttemptContext>,
 }
 
 impl<St: QuotaStore> Admission<St> {
@@ -408,36 +413,54 @@ impl<St: QuotaStore> Admission<St> {
         );
     }
 
-    /// Learns from the answer to the request.
+    /// Learns from the answer to the request: from the verdict left on it
+    /// below when there is one, else from its status and headers.
     fn settle<RB, E>(&mut self, result: &Result<Response<RB>, E>, now: Instant) {
+        if self.ticket.is_none() {
+            return;
+        }
+        let context = self.context.take();
+        let judged = context.as_ref().and_then(|c| {
+            c.with_verdict(|v| {
+                (v.is_error() == result.is_err())
+                    .then(|| self.learn(&v.outcome, &v.limits, result.is_ok(), now))
+            })
+        });
+        if judged.flatten().is_some() {
+            return;
+        }
+        match result {
+            Ok(response) => {
+                let limits =
+                    evenkeel_headers::rate_limits(response.headers(), clock::system_time_at(now));
+                let outcome = classify_status(response.status(), response.headers());
+                self.learn(&outcome, &limits, true, now);
+            }
+            Err(_) => {
+                let outcome = Outcome::Failed(FailureKind::Other.into());
+                self.learn(&outcome, &RateLimits::new(), false, now);
+            }
+        }
+    }
+
+    /// Settles the reservation with what the answer (`answered`: a
+    /// response, not an error), judged `outcome`, reported.
+    fn learn(&mut self, outcome: &Outcome, limits: &RateLimits, answered: bool, now: Instant) {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
         let probe = std::mem::take(&mut self.probe);
-        let (limits, charged, cooldown) = match result {
-            Ok(response) => {
-                let limits =
-                    evenkeel_headers::rate_limits(response.headers(), clock::system_time_at(now));
-                let status = response.status();
-                if status.as_u16() < 400 {
-                    (limits, Charged::Yes, None)
-                } else {
-                    let outcome = classify_status(status, response.headers());
-                    let default = self.shared.config.default_cooldown;
-                    match outcome {
-                        Outcome::RateLimited(signal) => {
-                            let wait =
-                                (!outcome.is_hopeless()).then(|| signal.wait.unwrap_or(default));
-                            (limits, Charged::No, wait)
-                        }
-                        Outcome::Overloaded(signal) => (limits, Charged::Unknown, signal.wait),
-                        _ => (limits, Charged::Unknown, None),
-                    }
-                }
+        let default = self.shared.config.default_cooldown;
+        let (charged, cooldown) = match outcome {
+            Outcome::Success => (Charged::Yes, None),
+            Outcome::RateLimited(signal) => {
+                let wait = (!outcome.is_hopeless()).then(|| signal.wait.unwrap_or(default));
+                (Charged::No, wait)
             }
-            Err(_) => (RateLimits::new(), Charged::Unknown, None),
+            Outcome::Overloaded(signal) => (Charged::Unknown, signal.wait),
+            _ => (Charged::Unknown, None),
         };
-        let report = Report::new(&limits)
+        let report = Report::new(limits)
             .with_charged(charged)
             .with_cooldown(cooldown);
         let cooling = self
@@ -464,9 +487,7 @@ impl<St: QuotaStore> Admission<St> {
                 );
             }
         }
-        let wake = self
-            .entry
-            .finished(probe, result.is_ok(), cooling.is_some());
+        let wake = self.entry.finished(probe, answered, cooling.is_some());
         if let Some(waker) = wake {
             waker.wake();
         }

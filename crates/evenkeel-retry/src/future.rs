@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes};
 use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::error::{DeadlineExceeded, TimedOut};
 use evenkeel_core::event::{Event, GiveUp};
-use evenkeel_core::ext::{AttemptContext, Deadline};
+use evenkeel_core::ext::{AttemptContext, Deadline, keep_head, outcome_or, resend_head};
 use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -47,6 +47,9 @@ pin_project! {
         service: S,
         config: Arc<Config<C, P>>,
         parts: http::request::Parts,
+        // The request's context: its attempt number, deadline, and the
+        // verdict on each attempt's answer.
+        context: Option<AttemptContext>,
         replay: Replay<B>,
         next_body: Option<ReplayBody<B>>,
         attempt: u32,
@@ -97,13 +100,28 @@ where
 {
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
         config.budget.deposit();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let deadline = total_deadline(&config, Deadline::of_parts(&parts));
+        let context = match parts.extensions.get_mut::<AttemptContext>() {
+            Some(context) => {
+                context.set_deadline(deadline);
+                Some(context.clone())
+            }
+            None => deadline.map(|d| {
+                // Every layer below learns the deadline from it. A request
+                // without one carries no context: an absent context means
+                // just that, and costs no allocation.
+                let context = AttemptContext::new(1, Some(d));
+                parts.extensions.insert(context.clone());
+                context
+            }),
+        };
         let mut replay = Replay::new(body, config.replay_cap);
         let first = replay
             .body()
             .expect("a new replay always yields its first body");
-        let future = service.call(attempt_request(&parts, 1, deadline, first));
+        let kept = keep_head(&mut parts);
+        let future = service.call(Request::from_parts(parts, first));
         let timer = attempt_until(&config, deadline).map(sleep_until);
         ResponseFuture {
             state: State::Calling { future },
@@ -111,7 +129,8 @@ where
             deadline,
             service,
             config,
-            parts,
+            parts: kept,
+            context,
             replay,
             next_body: None,
             attempt: 1,
@@ -131,23 +150,16 @@ pub(crate) fn total_deadline<C, P>(
     evenkeel_core::ext::earlier(own, outer)
 }
 
-/// The request of attempt `attempt`: the kept head with the attempt's
-/// context, which is how every layer below learns the deadline and the
-/// attempt number. A first attempt without a deadline carries none: an
-/// absent context means just that, and costs no allocation.
-fn attempt_request<B>(
+/// The request of a later attempt, which starts in the context (a new
+/// attempt number; the verdict on the last one turns stale).
+fn retry_request<B>(
     parts: &http::request::Parts,
-    attempt: u32,
-    deadline: Option<Instant>,
+    context: &mut Option<AttemptContext>,
     body: B,
 ) -> Request<B> {
-    let mut parts = parts.clone();
-    if attempt > 1 || deadline.is_some() {
-        parts
-            .extensions
-            .insert(AttemptContext::new(attempt, deadline));
-    }
-    Request::from_parts(parts, body)
+    let context = context.get_or_insert_with(|| AttemptContext::new(1, None));
+    context.begin_attempt();
+    Request::from_parts(resend_head(parts, Some(context)), body)
 }
 
 /// The response handed to the caller: its body bounded by the deadline
@@ -218,6 +230,7 @@ where
                                 if this.deadline.is_some_and(|d| clock::now() >= d) {
                                     return Poll::Ready(Err(deadline_error(
                                         this.config,
+                                        this.context.as_ref(),
                                         *this.attempt,
                                     )));
                                 }
@@ -227,7 +240,9 @@ where
                         };
                         match result {
                             Ok(response) => {
-                                let outcome = this.config.classifier.classify_response(&response);
+                                let outcome = outcome_or(this.context.as_ref(), false, || {
+                                    this.config.classifier.classify_response(&response)
+                                });
                                 if outcome.is_success() && *this.attempt == 1 {
                                     // The path every healthy request takes: no
                                     // bookkeeping beyond the body wrapper.
@@ -248,7 +263,9 @@ where
                                 )
                             }
                             Err(error) => {
-                                let outcome = this.config.classifier.classify_error(&*error);
+                                let outcome = outcome_or(this.context.as_ref(), true, || {
+                                    this.config.classifier.classify_error(&*error)
+                                });
                                 (outcome, Err(error), clock::now(), false)
                             }
                         }
@@ -264,7 +281,11 @@ where
                         } = &mut **peek;
                         let limit_hit = timer_fired(this.timer.as_mut(), cx);
                         if limit_hit && this.deadline.is_some_and(|d| clock::now() >= d) {
-                            return Poll::Ready(Err(deadline_error(this.config, *this.attempt)));
+                            return Poll::Ready(Err(deadline_error(
+                                this.config,
+                                this.context.as_ref(),
+                                *this.attempt,
+                            )));
                         }
                         let mut error = None;
                         while !limit_hit && buf.len() < this.config.peek_limit {
@@ -342,6 +363,7 @@ where
                                 if timer_fired(this.timer.as_mut(), cx) {
                                     return Poll::Ready(Err(deadline_error(
                                         this.config,
+                                        this.context.as_ref(),
                                         *this.attempt,
                                     )));
                                 }
@@ -357,8 +379,7 @@ where
                             .next_body
                             .take()
                             .expect("a retry is scheduled with its body");
-                        let request =
-                            attempt_request(this.parts, *this.attempt, *this.deadline, body);
+                        let request = retry_request(this.parts, this.context, body);
                         let future = this.service.call(request);
                         arm(
                             this.timer.as_mut(),
@@ -511,8 +532,16 @@ pub(crate) fn is_local_refusal(outcome: &Outcome) -> bool {
     )
 }
 
-/// Reports the deadline and makes the caller's error.
-pub(crate) fn deadline_error<C, P>(config: &Config<C, P>, attempts: u32) -> BoxError {
+/// Reports the deadline and makes the caller's error. The last attempt's
+/// verdict no longer describes the answer: layers above judge this one.
+pub(crate) fn deadline_error<C, P>(
+    config: &Config<C, P>,
+    context: Option<&AttemptContext>,
+    attempts: u32,
+) -> BoxError {
+    if let Some(context) = context {
+        context.forget_verdict();
+    }
     let outcome = Outcome::Failed(evenkeel_core::FailureKind::Deadline.into());
     give_up(config, GiveUp::Deadline, &outcome, attempts);
     DeadlineExceeded::new().into()

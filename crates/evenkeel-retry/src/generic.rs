@@ -287,6 +287,7 @@ where
                                 this.state.set(GenericState::Done);
                                 return Poll::Ready(Err(deadline_error(
                                     this.config,
+                                    None,
                                     *this.attempt,
                                 )));
                             }
@@ -365,6 +366,7 @@ where
                                 this.state.set(GenericState::Done);
                                 return Poll::Ready(Err(deadline_error(
                                     this.config,
+                                    None,
                                     *this.attempt,
                                 )));
                             }

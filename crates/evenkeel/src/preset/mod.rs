@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use evenkeel_core::ConfigError;
 use evenkeel_core::event::{Events, Listener};
+use evenkeel_core::ext::AttemptContext;
+use evenkeel_core::observe::{Observe, ObserveLayer};
 use evenkeel_core::rng::Jitter;
 use evenkeel_failover::{
     BaseUrl, BaseUrlLayer, Endpoint, EndpointStatus, Failover, FailoverHandle,
@@ -50,17 +52,23 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = evenkeel_retry::DEFAULT_BODY_IDL
 /// (375 ms), so the retry that follows is never held back by it.
 pub const BARE_429_COOLDOWN: Duration = Duration::from_millis(250);
 
-/// The stack of one endpoint: base URL → quota → adaptive limit → attempt
+/// The stack of one endpoint: base URL → quota → adaptive limit → metrics
+/// per attempt → the observer that judges each answer once → attempt
 /// timeout → connector.
-pub type EndpointStack<S> = BaseUrl<Quota<Limit<AttemptTimeout<S>, PresetLimit, PresetClassifier>>>;
+pub type EndpointStack<S> = BaseUrl<
+    Quota<
+        Limit<
+            Metrics<Observe<AttemptTimeout<S>, PresetClassifier>, PresetClassifier>,
+            PresetLimit,
+            PresetClassifier,
+        >,
+    >,
+>;
 
 /// The whole stack: metrics per call → retry (with the total deadline) →
-/// metrics per attempt → failover over [`EndpointStack`]s.
+/// failover over [`EndpointStack`]s.
 pub type Stack<S> = Metrics<
-    Retry<
-        Metrics<Failover<EndpointStack<S>, PresetClassifier>, PresetClassifier>,
-        PresetClassifier,
-    >,
+    Retry<Failover<EndpointStack<S>, PresetClassifier>, PresetClassifier>,
     PresetClassifier,
 >;
 
@@ -167,7 +175,15 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The request's context, made here at the top so that every layer,
+        // the per-call metrics included, reads the one verdict on each
+        // attempt's answer.
+        if AttemptContext::of(&request).is_none() {
+            request
+                .extensions_mut()
+                .insert(AttemptContext::new(1, None));
+        }
         self.stack.call(request)
     }
 }
@@ -404,25 +420,17 @@ impl PresetBuilder {
         // Metrics go through the `metrics` facade: without a recorder
         // installed they cost next to nothing and record nowhere.
         // Calls have no endpoint yet: they are labelled with the primary's
-        // authority. Attempts carry their endpoint's.
-        let primary = self.endpoints[0]
-            .1
-            .parse::<Uri>()
-            .ok()
-            .and_then(|u| u.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
+        // host and port. Attempts carry their endpoint's.
+        let primary = self.endpoints[0].1.parse::<Uri>().ok();
         // Rate-limit headroom is recorded once, per attempt, where each
-        // response's endpoint is known: parsing the same headers again per
-        // call would only repeat it.
-        let call_metrics = MetricsLayer::builder()
+        // response's endpoint is known.
+        let mut call_metrics = MetricsLayer::builder()
             .classifier(self.classifier.clone())
-            .server_address(primary)
-            .rate_limits(false)
-            .build()?;
-        let attempt_metrics = MetricsLayer::builder()
-            .scope(Scope::Attempt)
-            .classifier(self.classifier.clone())
-            .build()?;
+            .rate_limits(false);
+        if let Some((host, port)) = primary.as_ref().and_then(host_and_port) {
+            call_metrics = call_metrics.server_address(host).server_port(port);
+        }
+        let call_metrics = call_metrics.build()?;
         let events = self.events.clone().and(call_metrics.listener().events());
 
         let mut failover = Failover::builder()
@@ -467,6 +475,15 @@ impl PresetBuilder {
                 .name(name.clone())
                 .events(events.clone())
                 .build()?;
+            // Attempts are counted where they happen: below failover, one
+            // series per endpoint, failovers included.
+            let mut attempt_metrics = MetricsLayer::builder()
+                .scope(Scope::Attempt)
+                .classifier(self.classifier.clone());
+            if let Some((host, port)) = host_and_port(&uri) {
+                attempt_metrics = attempt_metrics.server_address(host).server_port(port);
+            }
+            let attempt_metrics = attempt_metrics.build()?;
             let service = connector.connect(&uri).map_err(|e| {
                 ConfigError::new("connector", format!("cannot connect `{name}`: {e}"))
             })?;
@@ -477,6 +494,8 @@ impl PresetBuilder {
                 .layer(base)
                 .layer(quota)
                 .layer(limit)
+                .layer(attempt_metrics)
+                .layer(ObserveLayer::new(self.classifier.clone()))
                 .service(AttemptTimeout::new(service, self.attempt_timeout));
             failover = failover.endpoint(
                 Endpoint::new(name, stack)
@@ -504,7 +523,6 @@ impl PresetBuilder {
         let stack = ServiceBuilder::new()
             .layer(call_metrics)
             .layer(retry)
-            .layer(attempt_metrics)
             .service(failover);
         Ok(Preset {
             stack,
@@ -531,6 +549,23 @@ impl PresetBuilder {
     pub fn build_https(self) -> Result<Preset<HttpsClient>, ConfigError> {
         self.build(HyperConnector::https())
     }
+}
+
+/// The host and port an endpoint's URL names (the scheme's default port
+/// when it names none), for the `server.address` and `server.port` labels.
+fn host_and_port(uri: &Uri) -> Option<(String, u16)> {
+    let host = uri.host().filter(|h| !h.is_empty())?;
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    })?;
+    Some((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
 }
 
 /// The request body the connector sees for a caller's `Full<Bytes>`: kept
