@@ -8,8 +8,8 @@ use evenkeel_core::ConfigError;
 use evenkeel_core::event::{Events, Listener};
 use tower_layer::Layer;
 
+use crate::StaticQuota;
 use crate::cost::PerRequest;
-use crate::declared::StaticQuota;
 use crate::gate::{Config, Shared};
 use crate::handle::QuotaHandle;
 use crate::key::Authority;

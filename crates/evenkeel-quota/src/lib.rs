@@ -170,7 +170,6 @@
 //! The [`store`] module documents how a shared store maps onto this.
 
 pub mod cost;
-mod declared;
 mod future;
 mod gate;
 mod handle;
@@ -180,10 +179,10 @@ mod model;
 mod service;
 pub mod store;
 
-pub use declared::StaticQuota;
 pub use future::ResponseFuture;
 pub use handle::{KeyCooldown, KeySnapshot, QuotaHandle};
 pub use layer::{IntoStore, QuotaBuilder, QuotaLayer};
+pub use model::StaticQuota;
 pub use service::Quota;
 pub use store::{MemoryStore, QuotaStore};
 

@@ -5,8 +5,10 @@ use std::time::Duration;
 use evenkeel_headers::{Dialect, Quota, RateLimits, Replenish, Resource};
 use tokio::time::{Instant, advance};
 
+use super::reorder::{REORDER_MEMORY, REORDER_SLACK};
 use super::*;
-use crate::store::{Charged, Report};
+use crate::cost::Cost;
+use crate::store::{Charged, Report, ResourceSnapshot, Shortage};
 
 fn params() -> Params {
     Params {
@@ -699,11 +701,11 @@ async fn a_proven_reorder_widens_the_concurrency_window() {
     // one below the truth, never above).
     settle(&mut model, &b, [q(8)]);
     assert_eq!(drain(&mut model).len(), 6);
-    assert!(model.reorder >= ms(4));
+    assert!(model.reorder_window() >= ms(4));
     // Forgotten after a while without another proof.
     advance(REORDER_MEMORY + ms(1)).await;
     let _ = reserve(&mut model);
-    assert_eq!(model.reorder, REORDER_SLACK);
+    assert_eq!(model.reorder_window(), REORDER_SLACK);
 }
 
 #[test]

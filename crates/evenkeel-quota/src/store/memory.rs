@@ -12,8 +12,7 @@ use tokio::time::Instant;
 
 use super::{QuotaStore, Report, ResourceSnapshot, Shortage};
 use crate::cost::Cost;
-use crate::declared::StaticQuota;
-use crate::model::{KeyModel, Params, Ticket};
+use crate::model::{KeyModel, Params, StaticQuota, Ticket};
 
 /// Keeps quota state in this process: per key, a short-held mutex over the
 /// key's model (see the [crate docs](crate) for what it learns and how).

@@ -1,9 +1,15 @@
-//! Quotas known in advance: a provider's tier table.
+//! Quotas known in advance (a provider's tier table), and the local token
+//! bucket that holds each to its declared rate.
 
 use std::time::Duration;
 
 use evenkeel_core::ConfigError;
 use evenkeel_headers::Resource;
+use tokio::time::Instant;
+
+use super::{EPSILON, duration, secs};
+use crate::cost::field_of;
+use crate::store::{ResourceSnapshot, Source};
 
 /// A quota declared up front (for example "50 requests per minute, 30 000
 /// input tokens per minute" from a provider's tier table). It applies from
@@ -97,7 +103,7 @@ impl StaticQuota {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if crate::cost::field_of(&self.resource).is_none() {
+        if field_of(&self.resource).is_none() {
             return Err(ConfigError::new(
                 "declare.resource",
                 format!(
@@ -119,5 +125,85 @@ impl StaticQuota {
             return Err(ConfigError::new("declare.burst", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// A declared quota in a key's model: a local token bucket that starts full
+/// and refills at its declared rate.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    pub(crate) resource: Resource,
+    /// The cost field it counts.
+    pub(crate) field: usize,
+    capacity: f64,
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Declared {
+    /// The bucket of `q`, full; `None` for a resource that is not metered.
+    pub(crate) fn new(q: &StaticQuota, now: Instant) -> Option<Self> {
+        let field = field_of(q.resource())?;
+        let capacity = q.burst() as f64;
+        Some(Declared {
+            resource: q.resource().clone(),
+            field,
+            capacity,
+            rate: q.rate(),
+            tokens: capacity,
+            last: now,
+        })
+    }
+
+    pub(crate) fn advance(&mut self, now: Instant) {
+        let dt = secs(now.saturating_duration_since(self.last));
+        self.tokens = (self.tokens + dt * self.rate).min(self.capacity);
+        self.last = self.last.max(now);
+    }
+
+    /// Takes an admission's cost.
+    pub(crate) fn take(&mut self, cost: u64) {
+        self.tokens -= cost as f64;
+    }
+
+    /// How long until `need` fits, for an admission now.
+    pub(crate) fn time_until(&self, need: u64) -> Duration {
+        if need == 0 {
+            return Duration::ZERO;
+        }
+        // A request larger than the bucket goes when the bucket is full.
+        let need = (need as f64).min(self.capacity);
+        if self.tokens + EPSILON >= need {
+            return Duration::ZERO;
+        }
+        duration((need - self.tokens) / self.rate)
+    }
+
+    /// How long until `need`, a request and the queue ahead of it, has come
+    /// in: unlike [`time_until`](Self::time_until), not capped at the
+    /// bucket's size.
+    pub(crate) fn eta(&self, need: u64) -> Duration {
+        if need == 0 || self.tokens + EPSILON >= need as f64 {
+            return Duration::ZERO;
+        }
+        duration((need as f64 - self.tokens) / self.rate)
+    }
+
+    pub(crate) fn refund(&mut self, cost: u64) {
+        self.tokens = (self.tokens + cost as f64).min(self.capacity);
+    }
+
+    pub(crate) fn snapshot(&self) -> ResourceSnapshot {
+        ResourceSnapshot {
+            resource: self.resource.clone(),
+            policy: None,
+            source: Source::Declared,
+            limit: Some(self.capacity as u64),
+            remaining: self.tokens.max(0.0).floor() as u64,
+            reset: None,
+            rate: Some(self.rate),
+            updated: None,
+        }
     }
 }
