@@ -16,8 +16,9 @@ use tokio::time::timeout;
 use evenkeel_headers::{Pushback, rate_limits, retry_after_with_source, should_retry};
 
 use crate::fmt::{ms, printable, wait};
-use crate::options::{Inner, Target};
+use crate::options::Inner;
 use crate::report::{Cause, Finding, HttpReport, Status};
+use crate::target::Target;
 
 /// The most body bytes read from a response; the rest is not downloaded.
 pub const BODY_LIMIT: usize = 64 * 1024;

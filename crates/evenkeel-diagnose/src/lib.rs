@@ -112,9 +112,11 @@ mod fmt;
 mod http;
 mod options;
 mod proxy;
+mod proxy_url;
 mod render;
 mod report;
 mod run;
+mod target;
 mod tcp;
 mod tls;
 

@@ -9,10 +9,12 @@ use tokio::time::timeout;
 use crate::dns;
 use crate::env::{REPORTED_VARS, mask_credentials, no_proxy_match, proxy_vars};
 use crate::fmt::{list, ms};
-use crate::options::{Inner, ProxyChoice, ProxyUrl, Target};
+use crate::options::{Inner, ProxyChoice};
+use crate::proxy_url::ProxyUrl;
 use crate::report::{
     Cause, Finding, ProxyReport, ProxySource, Status, TcpOutcome, TcpReport, Tunnel,
 };
+use crate::target::Target;
 use crate::tcp;
 
 /// The most a proxy's answer head may take.

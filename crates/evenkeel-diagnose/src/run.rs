@@ -1,8 +1,9 @@
 //! The walk: proxy, DNS, TCP, TLS, HTTP, each only when the layers it
 //! depends on work; then the verdict.
 
-use crate::options::{Diagnose, Target};
+use crate::options::Diagnose;
 use crate::report::{HttpReport, Report, Status, TcpReport, TlsReport, Verdict};
+use crate::target::Target;
 use crate::{dns, fmt, http, proxy, tcp, tls};
 
 impl Diagnose {

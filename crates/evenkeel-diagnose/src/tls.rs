@@ -22,8 +22,9 @@ use tokio_rustls::client::TlsStream;
 
 use crate::cert::{read_chain, top_issuer};
 use crate::fmt::{date, ms, rfc3339};
-use crate::options::{Inner, Target};
+use crate::options::Inner;
 use crate::report::{Cause, CertInfo, Finding, Status, TlsReport};
+use crate::target::Target;
 
 /// Certificates expiring within this many days are a warning.
 const EXPIRY_WARNING_DAYS: i64 = 14;

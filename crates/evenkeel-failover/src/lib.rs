@@ -146,6 +146,7 @@
 
 mod base_url;
 mod builder;
+mod config;
 mod endpoint;
 pub mod error;
 pub mod future;
@@ -160,8 +161,9 @@ pub use base_url::{BaseUrl, BaseUrlLayer};
 pub use builder::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONNECT_FAILURES, DEFAULT_CONSECUTIVE_FAILURES,
     DEFAULT_COOLDOWN_THRESHOLD, DEFAULT_EJECTION_JITTER, DEFAULT_MAX_COOLDOWN,
-    DEFAULT_MAX_COOLDOWN_WAIT, DEFAULT_MAX_EJECTION, FailoverBuilder, Selection,
+    DEFAULT_MAX_COOLDOWN_WAIT, DEFAULT_MAX_EJECTION, FailoverBuilder,
 };
+pub use config::Selection;
 pub use endpoint::{Endpoint, EndpointStatus};
 pub use evenkeel_core::event::{EndpointState, Event};
 pub use handle::FailoverHandle;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use evenkeel_core::event::EndpointState;
 use evenkeel_core::{FailureKind, Outcome, Sent};
 
-use crate::builder::nanos;
+use crate::config::nanos;
 use crate::endpoint::{Meta, state_code};
 use crate::registry::{Now, Registry};
 

@@ -11,7 +11,7 @@ use evenkeel_core::event::{EndpointState, Event, Events};
 use evenkeel_core::rng::Jitter;
 use tokio::time::Instant;
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::endpoint::{Endpoint, Entry, Meta, state_code};
 
 /// No tier has been routed to yet.

@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use crate::builder::Selection;
+use crate::config::Selection;
 use crate::endpoint::Meta;
 use crate::outlier::Status;
 use crate::registry::{Now, Registry};

@@ -53,7 +53,7 @@ impl Switch {
     fn spawn(&self, healthy: u32, unhealthy: u32) -> HealthHandle {
         HealthCheck::builder(self.probe())
             .interval(Duration::from_secs(1))
-            .jitter(0.0)
+            .interval_jitter(0.0)
             .healthy_threshold(healthy)
             .unhealthy_threshold(unhealthy)
             .spawn()
@@ -420,10 +420,10 @@ fn builders_name_the_field_at_fault() {
         .unwrap_err();
     assert_eq!(err.field(), "healthy_threshold");
     let err = HealthCheck::builder(probe())
-        .jitter(2.0)
+        .interval_jitter(2.0)
         .build()
         .unwrap_err();
-    assert_eq!(err.field(), "jitter");
+    assert_eq!(err.field(), "interval_jitter");
     assert_eq!(HttpProbe::new("/healthz").unwrap_err().field(), "uri");
     #[cfg(feature = "http-probe")]
     assert_eq!(

@@ -21,8 +21,8 @@ use tower_service::Service;
 
 use crate::backoff::{BackoffState, secs_to_duration};
 use crate::body::ResponseBody;
+use crate::config::Config;
 use crate::info::RetryInfo;
-use crate::layer::Config;
 use crate::policy::Policy;
 
 pin_project! {

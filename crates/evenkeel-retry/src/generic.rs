@@ -72,11 +72,11 @@ use tower_service::Service;
 
 use crate::backoff::BackoffState;
 use crate::budget::RetryBudget;
+use crate::config::Config;
 use crate::future::{
     arm, attempt_until, deadline_error, give_up, is_local_refusal, plan, timer_fired,
     total_deadline,
 };
-use crate::layer::Config;
 
 /// Decides whether, and how, a request of type `Req` is sent again.
 pub trait ResendPolicy<Req>: Send + Sync + 'static {

@@ -96,6 +96,7 @@
 mod backoff;
 pub mod body;
 mod budget;
+mod config;
 pub mod future;
 pub mod generic;
 mod info;

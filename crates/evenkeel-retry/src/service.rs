@@ -10,8 +10,9 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::budget::RetryBudget;
+use crate::config::Config;
 use crate::future::ResponseFuture;
-use crate::layer::{Config, RetryLayer};
+use crate::layer::RetryLayer;
 use crate::policy::{DefaultPolicy, Policy};
 
 /// A service that retries requests the way the server asks.

@@ -36,7 +36,7 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 /// balancer.
 ///
 /// The endpoint starts healthy; the first probe runs within the first
-/// `interval × jitter`.
+/// `interval × interval_jitter`.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -54,13 +54,13 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 pub struct HealthCheck {
     probe: Probe,
     interval: Duration,
-    jitter: f64,
+    interval_jitter: f64,
     timeout: Duration,
     healthy_threshold: u32,
     unhealthy_threshold: u32,
     name: Arc<str>,
     events: Events,
-    rng: Jitter,
+    jitter: Jitter,
 }
 
 impl HealthCheck {
@@ -69,13 +69,13 @@ impl HealthCheck {
         HealthCheckBuilder {
             probe,
             interval: DEFAULT_INTERVAL,
-            jitter: 0.1,
+            interval_jitter: 0.1,
             timeout: DEFAULT_TIMEOUT,
             healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
             unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
             name: Arc::from(""),
             events: Events::none(),
-            rng: Jitter::default(),
+            jitter: Jitter::default(),
         }
     }
 
@@ -110,13 +110,13 @@ impl HealthCheck {
 pub struct HealthCheckBuilder {
     probe: Probe,
     interval: Duration,
-    jitter: f64,
+    interval_jitter: f64,
     timeout: Duration,
     healthy_threshold: u32,
     unhealthy_threshold: u32,
     name: Arc<str>,
     events: Events,
-    rng: Jitter,
+    jitter: Jitter,
 }
 
 impl HealthCheckBuilder {
@@ -129,8 +129,8 @@ impl HealthCheckBuilder {
 
     /// The share (0 to 1) of the interval added at random to each wait, so
     /// that checks started together spread out. Default: 0.1.
-    pub fn jitter(mut self, fraction: f64) -> Self {
-        self.jitter = fraction;
+    pub fn interval_jitter(mut self, fraction: f64) -> Self {
+        self.interval_jitter = fraction;
         self
     }
 
@@ -174,9 +174,10 @@ impl HealthCheckBuilder {
         self
     }
 
-    /// The randomness for interval jitter; seed it for reproducible tests.
-    pub fn rng(mut self, rng: Jitter) -> Self {
-        self.rng = rng;
+    /// The randomness for [`interval_jitter`](Self::interval_jitter); seed
+    /// it ([`Jitter::seeded`]) for reproducible tests.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
         self
     }
 
@@ -201,10 +202,10 @@ impl HealthCheckBuilder {
                 ),
             ));
         }
-        if !(0.0..=1.0).contains(&self.jitter) {
+        if !(0.0..=1.0).contains(&self.interval_jitter) {
             return Err(ConfigError::new(
-                "jitter",
-                format!("must be between 0 and 1, got {}", self.jitter),
+                "interval_jitter",
+                format!("must be between 0 and 1, got {}", self.interval_jitter),
             ));
         }
         if self.healthy_threshold == 0 {
@@ -219,13 +220,13 @@ impl HealthCheckBuilder {
         Ok(HealthCheck {
             probe: self.probe,
             interval: self.interval,
-            jitter: self.jitter,
+            interval_jitter: self.interval_jitter,
             timeout: self.timeout,
             healthy_threshold: self.healthy_threshold,
             unhealthy_threshold: self.unhealthy_threshold,
             name: self.name,
             events: self.events,
-            rng: self.rng,
+            jitter: self.jitter,
         })
     }
 
@@ -331,9 +332,9 @@ impl State {
 }
 
 async fn run(state: Arc<State>, mut check: HealthCheck) {
-    // The builder bounds the interval to a day and the jitter to 1.
-    let spread = check.interval.mul_f64(check.jitter);
-    tokio::time::sleep(check.rng.between(Duration::ZERO, spread)).await;
+    // The builder bounds the interval to a day and the interval jitter to 1.
+    let spread = check.interval.mul_f64(check.interval_jitter);
+    tokio::time::sleep(check.jitter.between(Duration::ZERO, spread)).await;
     loop {
         let result = match tokio::time::timeout(check.timeout, check.probe.run()).await {
             Ok(result) => result,
@@ -342,7 +343,7 @@ async fn run(state: Arc<State>, mut check: HealthCheck) {
         state.record(result);
         let wait = check
             .interval
-            .saturating_add(check.rng.between(Duration::ZERO, spread));
+            .saturating_add(check.jitter.between(Duration::ZERO, spread));
         tokio::time::sleep(wait).await;
     }
 }
