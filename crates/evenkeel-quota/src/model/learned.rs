@@ -278,7 +278,7 @@ impl Learned {
             && let (Some(l), Some(at)) = (limit, reset_at)
         {
             let span = secs(at.saturating_duration_since(ticket.at));
-            if span > 0.0 && l > remaining + 1 {
+            if span > 0.0 && l > remaining.saturating_add(1) {
                 self.bounds[0].note((l - remaining - 1) as f64 / span, now);
             }
         }
