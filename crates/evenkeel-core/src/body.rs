@@ -268,6 +268,78 @@ impl<B> Replay<B> {
     }
 }
 
+/// How a resending layer keeps the request body it is handed.
+///
+/// A body is wrapped at most once, however many layers may resend it: the
+/// layer on top (the retry layer) wraps the caller's body in a
+/// [`ReplayBody`] ([`Wrap`]), and a resending layer below it (failover)
+/// shares that body's source ([`Reuse`]) rather than wrapping the wrapper.
+/// Both hand out `ReplayBody<B>` of the caller's `B`, so the connector
+/// receives one documented type.
+pub trait Keep<B> {
+    /// The body the kept copies read from.
+    type Source;
+
+    /// Keeps `body`, up to `cap` bytes of it, for resending: the body of
+    /// the first send, and the source of later ones.
+    fn keep(body: B, cap: usize) -> (ReplayBody<Self::Source>, Replay<Self::Source>);
+}
+
+/// Wraps the body handed in: the strategy of the topmost resending layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wrap;
+
+impl<B> Keep<B> for Wrap
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Source = B;
+
+    #[inline]
+    fn keep(body: B, cap: usize) -> (ReplayBody<B>, Replay<B>) {
+        let mut replay = Replay::new(body, cap);
+        let first = replay
+            .body()
+            .expect("a new replay always yields its first body");
+        (first, replay)
+    }
+}
+
+/// Reuses a [`ReplayBody`] handed in by a resending layer above: it is
+/// sent first as it is, and later sends share its source, kept chunks and
+/// cap. Nothing is wrapped again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reuse;
+
+impl<B> Keep<ReplayBody<B>> for Reuse {
+    type Source = B;
+
+    #[inline]
+    fn keep(body: ReplayBody<B>, _cap: usize) -> (ReplayBody<B>, Replay<B>) {
+        let replay = body.replay();
+        (body, replay)
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// A [`Replay`] that hands out this body again, from the beginning, as
+    /// often as the one that handed it out could. A body larger than the
+    /// cap, sent once, has none to give.
+    pub fn replay(&self) -> Replay<B> {
+        let source = match &self.kind {
+            Kind::Empty { trailers } => Source::Empty {
+                trailers: trailers.clone(),
+            },
+            Kind::Whole { data: Some(data) } => Source::Whole { data: data.clone() },
+            Kind::Whole { data: None } => Source::Once(None),
+            Kind::Shared { shared, .. } => Source::Shared(Arc::clone(shared)),
+            Kind::Once { .. } => Source::Once(None),
+        };
+        Replay { source }
+    }
+}
+
 impl<B> Shared<B> {
     fn keep(&mut self, data: Bytes) {
         self.produced += data.len() as u64;

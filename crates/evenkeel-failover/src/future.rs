@@ -54,7 +54,7 @@ pin_project! {
         attempts: u32,
         // A request waiting for a cooling endpoint, and its timer (made
         // only then: the path is rare).
-        pending: Option<Request<B>>,
+        pending: Option<(http::request::Parts, ReplayBody<B>, Replay<B>)>,
         timer: LazyTimer,
     }
 }
@@ -120,18 +120,19 @@ where
     /// first to come back, if that fits its deadline and the cap, and is
     /// refused at once otherwise.
     pub(crate) fn cooling(
-        request: Request<B>,
+        parts: http::request::Parts,
+        (body, replay): (ReplayBody<B>, Replay<B>),
         first: &str,
         until: Instant,
         registry: Arc<Registry<S>>,
         classifier: C,
     ) -> Self {
-        let deadline = Deadline::of(&request);
+        let deadline = Deadline::of_parts(&parts);
         if let Err(error) = may_wait(&registry, first, until, deadline, clock::now()) {
             return ResponseFuture::rejected(error, registry, classifier);
         }
         let mut future = ResponseFuture::unsent(State::Cooling, registry, classifier);
-        future.pending = Some(request);
+        future.pending = Some((parts, body, replay));
         future.timer.arm(until);
         future
     }
@@ -229,7 +230,8 @@ where
                     if !this.timer.poll_fired(cx) {
                         return Poll::Pending;
                     }
-                    let request = this.pending.take().expect("a cooling request is kept");
+                    let (mut parts, first, replay) =
+                        this.pending.take().expect("a cooling request is kept");
                     let now = clock::now();
                     let entries = this.registry.snapshot();
                     let selected = this.registry.select(
@@ -241,11 +243,6 @@ where
                     match selected.pick {
                         Pick::One(i) => {
                             let entry = Arc::clone(&entries[i]);
-                            let (mut parts, body) = request.into_parts();
-                            let mut replay = Replay::new(body, this.registry.config.replay_cap);
-                            let first = replay
-                                .body()
-                                .expect("a new replay always yields its first body");
                             *this.context =
                                 AttemptContext::in_extensions(&parts.extensions).cloned();
                             *this.parts = Some(keep_head(&mut parts));
@@ -264,13 +261,13 @@ where
                         } => {
                             let until = this.registry.instant(until);
                             let name = &entries[i].meta.name;
-                            let deadline = Deadline::of(&request);
+                            let deadline = Deadline::of_parts(&parts);
                             if let Err(error) = may_wait(this.registry, name, until, deadline, now)
                             {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(error.into()));
                             }
-                            *this.pending = Some(request);
+                            *this.pending = Some((parts, first, replay));
                             this.timer.arm(until);
                         }
                         Pick::None { cooling: None } | Pick::Busy => {

@@ -140,9 +140,9 @@
 //! holds what is per endpoint: its quota (whose handle is the endpoint's
 //! [`Cooldown`](evenkeel_core::cooldown::Cooldown)), its concurrency limit,
 //! its attempt timeout, and the [`BaseUrlLayer`] that points requests at it.
-//! Under a retry layer the request body is replayed by both layers
-//! (`ReplayBody<ReplayBody<B>>` at the endpoints); complete bodies cost
-//! nothing either way.
+//! Under a retry layer, call [`Failover::reuse_bodies`]: the body the
+//! retry layer keeps is then shared rather than kept again, and the
+//! endpoints receive `Request<ReplayBody<B>>` of the caller's `B`.
 
 mod base_url;
 mod builder;

@@ -1,11 +1,12 @@
 //! [`Failover`]: the balancer service.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use evenkeel_core::body::{Replay, ReplayBody};
+use evenkeel_core::body::{Keep, ReplayBody, Reuse, Wrap};
 use evenkeel_core::event::Event;
 use evenkeel_core::ext::{AttemptContext, keep_head};
 use evenkeel_core::{BoxError, Classify, HttpClassifier};
@@ -47,7 +48,7 @@ use crate::select::{Pick, Skip};
 ///
 /// [`call`](Service::call) panics unless the last
 /// [`poll_ready`](Service::poll_ready) returned `Ready`, as tower requires.
-pub struct Failover<S, C = HttpClassifier> {
+pub struct Failover<S, C = HttpClassifier, K = Wrap> {
     registry: Arc<Registry<S>>,
     classifier: C,
     /// The endpoints, in routing order, as of `version`.
@@ -61,6 +62,8 @@ pub struct Failover<S, C = HttpClassifier> {
     cache: Vec<Held<S>>,
     /// Whether the service in `slot` is ready for a call.
     ready: bool,
+    /// How a request's body is kept for another endpoint.
+    keep: PhantomData<fn() -> K>,
     /// Set by `poll_ready` when nothing can take the next request now.
     reject: Option<Reject>,
 }
@@ -123,7 +126,7 @@ impl<S> Failover<S> {
     }
 }
 
-impl<S: Clone, C> Failover<S, C> {
+impl<S: Clone, C, K> Failover<S, C, K> {
     pub(crate) fn from_registry(registry: Arc<Registry<S>>, classifier: C) -> Self {
         let version = registry.version();
         let entries = registry.snapshot();
@@ -135,6 +138,7 @@ impl<S: Clone, C> Failover<S, C> {
             slot: None,
             cache: Vec::new(),
             ready: false,
+            keep: PhantomData,
             reject: None,
         }
     }
@@ -187,6 +191,26 @@ impl<S: Clone, C> Failover<S, C> {
 }
 
 impl<S, C> Failover<S, C> {
+    /// The balancer below a resending layer (the retry layer): the
+    /// [`ReplayBody`] that layer sends is kept as it is, its source shared,
+    /// rather than wrapped again, so endpoint services receive
+    /// `Request<ReplayBody<B>>` of the caller's `B`.
+    pub fn reuse_bodies(self) -> Failover<S, C, Reuse> {
+        Failover {
+            registry: self.registry,
+            classifier: self.classifier,
+            entries: self.entries,
+            version: self.version,
+            slot: self.slot,
+            cache: self.cache,
+            ready: self.ready,
+            keep: PhantomData,
+            reject: self.reject,
+        }
+    }
+}
+
+impl<S, C, K> Failover<S, C, K> {
     /// The handle through which endpoints are added, removed, drained and
     /// watched. Shared by every clone.
     pub fn handle(&self) -> FailoverHandle<S> {
@@ -214,7 +238,7 @@ impl<S, C> Failover<S, C> {
     }
 }
 
-impl<S, C: Clone> Clone for Failover<S, C> {
+impl<S, C: Clone, K> Clone for Failover<S, C, K> {
     /// A clone sharing everything but readiness: it holds no endpoint
     /// service until its first `poll_ready`.
     fn clone(&self) -> Self {
@@ -226,12 +250,13 @@ impl<S, C: Clone> Clone for Failover<S, C> {
             slot: None,
             cache: Vec::new(),
             ready: false,
+            keep: PhantomData,
             reject: None,
         }
     }
 }
 
-impl<S, C: fmt::Debug> fmt::Debug for Failover<S, C> {
+impl<S, C: fmt::Debug, K> fmt::Debug for Failover<S, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.entries.iter().map(|e| &*e.meta.name).collect();
         f.debug_struct("Failover")
@@ -249,17 +274,18 @@ impl<S, C: fmt::Debug> fmt::Debug for Failover<S, C> {
     }
 }
 
-impl<S, B, RB, C> Service<Request<B>> for Failover<S, C>
+impl<S, B, RB, C, K> Service<Request<B>> for Failover<S, C, K>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone,
+    K: Keep<B>,
+    S: Service<Request<ReplayBody<K::Source>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
-    B: Body + Unpin,
-    B::Error: Into<BoxError>,
+    K::Source: Body + Unpin,
+    <K::Source as Body>::Error: Into<BoxError>,
     C: Classify<Response<RB>> + Clone,
 {
     type Response = Response<RB>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, B, C>;
+    type Future = ResponseFuture<S, K::Source, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.sync();
@@ -337,8 +363,10 @@ where
                 );
             }
             Some(Reject::Cooling { index, until }) => {
+                let (parts, body) = request.into_parts();
                 return ResponseFuture::cooling(
-                    request,
+                    parts,
+                    K::keep(body, self.registry.config.replay_cap),
                     &self.entries[index].meta.name,
                     self.registry.instant(until),
                     Arc::clone(&self.registry),
@@ -354,10 +382,7 @@ where
         let guard = InFlight::new(Arc::clone(&held.entry.meta));
         let (mut parts, body) = request.into_parts();
         let context = AttemptContext::in_extensions(&parts.extensions).cloned();
-        let mut replay = Replay::new(body, self.registry.config.replay_cap);
-        let first = replay
-            .body()
-            .expect("a new replay always yields its first body");
+        let (first, replay) = K::keep(body, self.registry.config.replay_cap);
         // The request head is kept only when another endpoint could take
         // it: it is what a failover resends.
         let kept = (self.entries.len() > 1 && self.registry.config.max_attempts != Some(1))

@@ -231,3 +231,43 @@ async fn a_failover_waits_for_the_next_endpoint_to_be_ready() {
     drop(call);
     assert_eq!(backup.calls_unready(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn below_a_resending_layer_the_kept_body_is_shared_not_kept_again() {
+    use bytes::Bytes;
+    use evenkeel_core::body::Replay;
+    use futures_util::stream;
+    use http::Request;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    use tower::ServiceExt;
+
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    primary.answer(Answer::Io(ErrorKind::ConnectionRefused));
+    let lb = balancer([primary.endpoint(), backup.endpoint().tier(1)])
+        .build()
+        .unwrap()
+        .reuse_bodies();
+    // A streamed body, kept the way the retry layer keeps it: the
+    // balancer receives that layer's `ReplayBody` and sends it on as it is.
+    let chunks = stream::iter(
+        ["{\"max_", "tokens\":64}"].map(|c| Ok::<_, std::io::Error>(Frame::data(Bytes::from(c)))),
+    );
+    let mut replay = Replay::new(StreamBody::new(chunks), 1024);
+    let body = replay.body().unwrap();
+    let request = Request::post("/v1/messages")
+        .header("x-request-id", "p1")
+        .body(body)
+        .unwrap();
+    let res = lb.clone().oneshot(request).await.unwrap();
+    assert_eq!(served_by(&res), "backup");
+    assert_eq!(backup.seen()[0].body, r#"{"max_tokens":64}"#);
+    // The layer above can still send it again: the source is shared.
+    let again = replay.body().expect("still replayable");
+    let bytes = http_body_util::BodyExt::collect(again)
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..], br#"{"max_tokens":64}"#);
+}

@@ -186,7 +186,7 @@ mod hyper {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        type Service = Client<MarkConnect<C>, ReplayBody<ReplayBody<B>>>;
+        type Service = Client<MarkConnect<C>, ReplayBody<B>>;
 
         fn connect(&self, _base_url: &Uri) -> Result<Self::Service, BoxError> {
             Ok(self.builder.build(MarkConnect::new(self.connector.clone())))

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use evenkeel_core::ConfigError;
+use evenkeel_core::body::Reuse;
 use evenkeel_core::event::{Events, Listener};
 use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::observe::{Observe, ObserveLayer};
@@ -68,7 +69,7 @@ pub type EndpointStack<S> = BaseUrl<
 /// The whole stack: metrics per call → retry (with the total deadline) →
 /// failover over [`EndpointStack`]s.
 pub type Stack<S> = Metrics<
-    Retry<Failover<EndpointStack<S>, PresetClassifier>, PresetClassifier>,
+    Retry<Failover<EndpointStack<S>, PresetClassifier, Reuse>, PresetClassifier>,
     PresetClassifier,
 >;
 
@@ -503,7 +504,9 @@ impl PresetBuilder {
                     .cooldown(cooldown),
             );
         }
-        let failover = failover.build()?;
+        // Below the retry layer, failover resends the body that layer keeps
+        // rather than keeping it again.
+        let failover = failover.build()?.reuse_bodies();
         let handle = failover.handle();
 
         let mut retry = RetryLayer::builder()
@@ -568,11 +571,10 @@ fn host_and_port(uri: &Uri) -> Option<(String, u16)> {
     ))
 }
 
-/// The request body the connector sees for a caller's `Full<Bytes>`: kept
-/// for replay by the retry layer, then by the failover layer.
+/// The request body the connector sees for a caller's `B`: kept once for
+/// resending, by the retry layer, and shared by the failover layer below.
 #[cfg(feature = "hyper")]
-pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> =
-    evenkeel_core::body::ReplayBody<evenkeel_core::body::ReplayBody<B>>;
+pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> = evenkeel_core::body::ReplayBody<B>;
 
 /// The hyper-util client [`PresetBuilder::build_http`] uses.
 #[cfg(feature = "hyper")]
