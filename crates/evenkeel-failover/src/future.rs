@@ -48,13 +48,11 @@ pin_project! {
         // The request's context: attempt numbers and verdicts.
         context: Option<AttemptContext>,
         replay: Option<Replay<B>>,
-        // The head of the first send, after a wait for a cooling endpoint.
-        first: Option<http::request::Parts>,
         tried: Tried,
         attempts: u32,
         // A request waiting for a cooling endpoint, and its timer (made
         // only then: the path is rare).
-        pending: Option<(http::request::Parts, ReplayBody<B>, Replay<B>)>,
+        pending: Option<Box<Cooling<B>>>,
         timer: LazyTimer,
     }
 }
@@ -65,9 +63,19 @@ pin_project! {
         Rejected { error: Option<NoEndpointAvailable> },
         Cooling,
         Calling { #[pin] future: F },
-        Readying { service: S, body: Option<RB> },
+        // `head` is the caller's head for a first send after a wait for a
+        // cooling endpoint; a move to another endpoint copies the kept one.
+        Readying { service: S, body: Option<RB>, head: Option<http::request::Parts> },
         Done,
     }
+}
+
+/// A request waiting for a cooling endpoint. Boxed: the path is rare, and
+/// it keeps the future small.
+struct Cooling<B> {
+    parts: http::request::Parts,
+    body: ReplayBody<B>,
+    replay: Replay<B>,
 }
 
 /// The endpoints a request has been sent to (by id). The first is held
@@ -109,7 +117,6 @@ where
             parts,
             context,
             replay: Some(replay),
-            first: None,
             attempts: 1,
             pending: None,
             timer: LazyTimer::new(),
@@ -132,7 +139,11 @@ where
             return ResponseFuture::rejected(error, registry, classifier);
         }
         let mut future = ResponseFuture::unsent(State::Cooling, registry, classifier);
-        future.pending = Some((parts, body, replay));
+        future.pending = Some(Box::new(Cooling {
+            parts,
+            body,
+            replay,
+        }));
         future.timer.arm(until);
         future
     }
@@ -164,7 +175,6 @@ where
             parts: None,
             context: None,
             replay: None,
-            first: None,
             attempts: 0,
             pending: None,
             timer: LazyTimer::new(),
@@ -230,8 +240,11 @@ where
                     if !this.timer.poll_fired(cx) {
                         return Poll::Pending;
                     }
-                    let (mut parts, first, replay) =
-                        this.pending.take().expect("a cooling request is kept");
+                    let Cooling {
+                        mut parts,
+                        body: first,
+                        replay,
+                    } = *this.pending.take().expect("a cooling request is kept");
                     let now = clock::now();
                     let entries = this.registry.snapshot();
                     let selected = this.registry.select(
@@ -246,7 +259,6 @@ where
                             *this.context =
                                 AttemptContext::in_extensions(&parts.extensions).cloned();
                             *this.parts = Some(keep_head(&mut parts));
-                            *this.first = Some(parts);
                             *this.replay = Some(replay);
                             this.tried.first = entry.meta.id;
                             *this.guard = Some(InFlight::new(Arc::clone(&entry.meta)));
@@ -254,6 +266,7 @@ where
                             this.state.set(State::Readying {
                                 service: entry.service(),
                                 body: Some(first),
+                                head: Some(parts),
                             });
                         }
                         Pick::None {
@@ -267,7 +280,11 @@ where
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(error.into()));
                             }
-                            *this.pending = Some((parts, first, replay));
+                            *this.pending = Some(Box::new(Cooling {
+                                parts,
+                                body: first,
+                                replay,
+                            }));
                             this.timer.arm(until);
                         }
                         Pick::None { cooling: None } | Pick::Busy => {
@@ -300,10 +317,14 @@ where
                         (outcome, Err(error))
                     }
                 },
-                StateProj::Readying { service, body } => match ready!(service.poll_ready(cx)) {
+                StateProj::Readying {
+                    service,
+                    body,
+                    head,
+                } => match ready!(service.poll_ready(cx)) {
                     Ok(()) => {
                         *this.attempts += 1;
-                        let parts = match this.first.take() {
+                        let parts = match head.take() {
                             // The first send, after waiting for a cooling
                             // endpoint: the caller's head as it came.
                             Some(parts) => parts,
@@ -376,6 +397,7 @@ where
             this.state.set(State::Readying {
                 service,
                 body: Some(body),
+                head: None,
             });
         }
     }

@@ -43,6 +43,9 @@ pin_project! {
         // retry; the bound on reading a body to classify it.
         #[pin]
         timer: Option<Sleep>,
+        // When the attempt in flight must end: the timer is armed for it
+        // only once the attempt has to be waited for.
+        until: Option<Instant>,
         deadline: Option<Instant>,
         service: S,
         config: Arc<Config<C, P>>,
@@ -122,10 +125,13 @@ where
             .expect("a new replay always yields its first body");
         let kept = keep_head(&mut parts);
         let future = service.call(Request::from_parts(parts, first));
-        let timer = attempt_until(&config, deadline).map(sleep_until);
+        // The attempt's timer is made only if the attempt does not finish
+        // at once.
+        let until = attempt_until(&config, deadline);
         ResponseFuture {
             state: State::Calling { future },
-            timer,
+            timer: None,
+            until,
             deadline,
             service,
             config,
@@ -224,6 +230,9 @@ where
                         let result = match future.poll(cx) {
                             Poll::Ready(result) => result.map_err(Into::into),
                             Poll::Pending => {
+                                if let Some(until) = this.until.take() {
+                                    arm(this.timer.as_mut(), Some(until));
+                                }
                                 if !timer_fired(this.timer.as_mut(), cx) {
                                     return Poll::Pending;
                                 }
@@ -381,10 +390,7 @@ where
                             .expect("a retry is scheduled with its body");
                         let request = retry_request(this.parts, this.context, body);
                         let future = this.service.call(request);
-                        arm(
-                            this.timer.as_mut(),
-                            attempt_until(this.config, *this.deadline),
-                        );
+                        *this.until = attempt_until(this.config, *this.deadline);
                         this.state.set(State::Calling { future });
                         continue;
                     }

@@ -66,7 +66,7 @@ use evenkeel_core::event::{Event, GiveUp};
 use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -219,10 +219,13 @@ where
             .policy
             .set_context(&mut request, AttemptContext::new(1, deadline));
         let future = service.call(request);
-        let timer = attempt_until(&config, deadline).map(sleep_until);
+        // The attempt's timer is made only if the attempt does not finish
+        // at once.
+        let until = attempt_until(&config, deadline);
         GenericFuture {
             state: GenericState::Calling { future },
-            timer,
+            timer: None,
+            until,
             deadline,
             service,
             config,
@@ -243,6 +246,9 @@ pin_project! {
         state: GenericState<S::Future>,
         #[pin]
         timer: Option<Sleep>,
+        // When the attempt in flight must end: the timer is armed for it
+        // only once the attempt has to be waited for.
+        until: Option<Instant>,
         deadline: Option<Instant>,
         service: S,
         config: Arc<Config<C, P>>,
@@ -280,6 +286,9 @@ where
                     let result: Result<S::Response, BoxError> = match future.poll(cx) {
                         Poll::Ready(result) => result.map_err(Into::into),
                         Poll::Pending => {
+                            if let Some(until) = this.until.take() {
+                                arm(this.timer.as_mut(), Some(until));
+                            }
                             if !timer_fired(this.timer.as_mut(), cx) {
                                 return Poll::Pending;
                             }
@@ -383,10 +392,7 @@ where
                     let context = AttemptContext::new(*this.attempt, *this.deadline);
                     this.config.policy.set_context(&mut request, context);
                     let future = this.service.call(request);
-                    arm(
-                        this.timer.as_mut(),
-                        attempt_until(this.config, *this.deadline),
-                    );
+                    *this.until = attempt_until(this.config, *this.deadline);
                     this.state.set(GenericState::Calling { future });
                 }
                 GenericStateProj::Done => panic!("GenericFuture polled after completion"),

@@ -69,19 +69,20 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         TimeoutFuture {
             inner: self.inner.call(request),
-            sleep: tokio::time::sleep(self.timeout),
+            sleep: None,
             timeout: self.timeout,
         }
     }
 }
 
 pin_project! {
-    /// The future of [`AttemptTimeout`].
+    /// The future of [`AttemptTimeout`]. Its timer starts when the attempt
+    /// first has to be waited for: one that finishes at once makes none.
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         timeout: Duration,
     }
 }
@@ -94,11 +95,15 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        let sleep = this.sleep.as_pin_mut().expect("armed just now");
+        match sleep.poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(TimedOut::after(*this.timeout).into())),
             Poll::Pending => Poll::Pending,
         }
