@@ -198,7 +198,6 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx)).map_err(Into::into);
         if let Some(watch) = this.watch.take() {
-            let at = clock::now();
             let verdict = match &result {
                 Ok(response) => {
                     let outcome = watch.classifier.classify_response(response);
@@ -206,13 +205,13 @@ where
                     let limits = if headers.is_empty() {
                         RateLimits::new()
                     } else {
-                        evenkeel_headers::rate_limits(headers, clock::system_time_at(at))
+                        evenkeel_headers::rate_limits(headers, clock::system_now())
                     };
-                    Verdict::response(outcome, limits, at)
+                    Verdict::response(outcome, limits)
                 }
                 Err(error) => {
                     let outcome = watch.classifier.classify_error(&**error);
-                    Verdict::error(outcome, at)
+                    Verdict::error(outcome)
                 }
             };
             watch.context.record(watch.attempt, verdict);

@@ -1,7 +1,6 @@
 //! The judgement of one attempt's answer, made once where the attempt ends.
 
 use evenkeel_headers::RateLimits;
-use tokio::time::Instant;
 
 use crate::Outcome;
 
@@ -17,30 +16,26 @@ pub struct Verdict {
     /// Every quota the response's headers reported (empty for an error, or
     /// a response without rate-limit headers).
     pub limits: RateLimits,
-    /// When the answer arrived.
-    pub at: Instant,
     /// The answer was an error, not a response.
     error: bool,
 }
 
 impl Verdict {
     /// The verdict on a response: `outcome`, with the `limits` its headers
-    /// reported, reached at `at`.
-    pub fn response(outcome: Outcome, limits: RateLimits, at: Instant) -> Self {
+    /// reported.
+    pub fn response(outcome: Outcome, limits: RateLimits) -> Self {
         Verdict {
             outcome,
             limits,
-            at,
             error: false,
         }
     }
 
     /// The verdict on an error returned instead of a response.
-    pub fn error(outcome: Outcome, at: Instant) -> Self {
+    pub fn error(outcome: Outcome) -> Self {
         Verdict {
             outcome,
             limits: RateLimits::new(),
-            at,
             error: true,
         }
     }

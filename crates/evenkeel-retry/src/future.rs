@@ -104,7 +104,8 @@ where
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
         config.budget.deposit();
         let (mut parts, body) = request.into_parts();
-        let deadline = total_deadline(&config, Deadline::of_parts(&parts));
+        let now = clock::now();
+        let deadline = total_deadline(&config, Deadline::of_parts(&parts), now);
         let context = match parts.extensions.get_mut::<AttemptContext>() {
             Some(context) => {
                 context.set_deadline(deadline);
@@ -127,7 +128,7 @@ where
         let future = service.call(Request::from_parts(parts, first));
         // The attempt's timer is made only if the attempt does not finish
         // at once.
-        let until = attempt_until(&config, deadline);
+        let until = attempt_until(&config, deadline, now);
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
@@ -151,8 +152,9 @@ where
 pub(crate) fn total_deadline<C, P>(
     config: &Config<C, P>,
     outer: Option<Instant>,
+    now: Instant,
 ) -> Option<Instant> {
-    let own = config.deadline.map(|total| clock::now() + total);
+    let own = config.deadline.map(|total| now + total);
     evenkeel_core::ext::earlier(own, outer)
 }
 
@@ -183,8 +185,9 @@ fn bounded<RB: Body, C, P>(
 pub(crate) fn attempt_until<C, P>(
     config: &Config<C, P>,
     deadline: Option<Instant>,
+    now: Instant,
 ) -> Option<Instant> {
-    let own = config.attempt_timeout.map(|t| clock::now() + t);
+    let own = config.attempt_timeout.map(|t| now + t);
     match (own, deadline) {
         (Some(a), Some(d)) => Some(a.min(d)),
         (a, None) => a,
@@ -390,7 +393,7 @@ where
                             .expect("a retry is scheduled with its body");
                         let request = retry_request(this.parts, this.context, body);
                         let future = this.service.call(request);
-                        *this.until = attempt_until(this.config, *this.deadline);
+                        *this.until = attempt_until(this.config, *this.deadline, clock::now());
                         this.state.set(State::Calling { future });
                         continue;
                     }

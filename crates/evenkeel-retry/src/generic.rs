@@ -213,7 +213,8 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
         config.budget.deposit();
-        let deadline = total_deadline(&config, config.policy.deadline(&request));
+        let now = clock::now();
+        let deadline = total_deadline(&config, config.policy.deadline(&request), now);
         let spare = config.policy.clone_request(&request);
         config
             .policy
@@ -221,7 +222,7 @@ where
         let future = service.call(request);
         // The attempt's timer is made only if the attempt does not finish
         // at once.
-        let until = attempt_until(&config, deadline);
+        let until = attempt_until(&config, deadline, now);
         GenericFuture {
             state: GenericState::Calling { future },
             timer: None,
@@ -392,7 +393,7 @@ where
                     let context = AttemptContext::new(*this.attempt, *this.deadline);
                     this.config.policy.set_context(&mut request, context);
                     let future = this.service.call(request);
-                    *this.until = attempt_until(this.config, *this.deadline);
+                    *this.until = attempt_until(this.config, *this.deadline, clock::now());
                     this.state.set(GenericState::Calling { future });
                 }
                 GenericStateProj::Done => panic!("GenericFuture polled after completion"),
