@@ -171,12 +171,21 @@ impl<S> Registry<S> {
         if let Outcome::RateLimited(_) | Outcome::Overloaded(_) = outcome
             && let Some(wait) = outcome.server_wait().filter(|w| !w.is_zero())
         {
-            // Capped: one absurd `Retry-After` must not disable an
-            // endpoint for the life of the process.
-            let wait = nanos(wait).min(self.config.max_cooldown_ticks);
-            let until = now.saturating_add(wait);
-            m.cooling_until.fetch_max(until, Ordering::Relaxed);
-            if wait > self.config.threshold_ticks
+            // One cooldown per endpoint: an endpoint with a cooldown source
+            // (its quota layer, which saw this answer first) is cooling for
+            // as long as that source says, and nothing is kept here.
+            // Without one, the balancer keeps it, capped: one absurd
+            // `Retry-After` must not disable an endpoint for the life of
+            // the process.
+            let until = if m.cooldown.is_some() {
+                self.cooling_until(m)
+            } else {
+                let wait = nanos(wait).min(self.config.max_cooldown_ticks);
+                let until = now.saturating_add(wait);
+                m.cooling_until.fetch_max(until, Ordering::Relaxed);
+                until
+            };
+            if until > now.saturating_add(self.config.threshold_ticks)
                 && m.reported.load(Ordering::Relaxed) == state_code(EndpointState::Healthy)
             {
                 self.report(m, EndpointState::CoolingDown, &Now::at(now));

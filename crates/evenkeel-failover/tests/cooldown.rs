@@ -216,3 +216,36 @@ async fn an_absurd_wait_is_capped_without_overflowing() {
     assert_eq!(none.retry_after(), Some(Duration::from_secs(3600)));
     assert!(err.to_string().contains("no endpoint available"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_with_a_cooldown_source_keeps_no_cooldown_of_its_own() {
+    // One cooldown per endpoint: the primary's quota layer (here a manual
+    // source) owns it. The 429's 30 s is that layer's to keep; the
+    // balancer reads the source, and when the source says 2 s, it is 2 s.
+    let primary = Upstream::new("primary");
+    let backup = Upstream::new("backup");
+    let source = ManualCooldown::default();
+    let mut lb = balancer([
+        primary.endpoint().cooldown(source.clone()),
+        backup.endpoint().tier(1),
+    ])
+    .build()
+    .unwrap();
+    let handle = lb.handle();
+    primary.answer(with_header(429, "retry-after", "30"));
+    source.set(Some(Instant::now() + Duration::from_secs(2)));
+    let who = serve_n(&mut lb, 3).await;
+    assert_eq!(who, ["backup", "backup", "backup"]);
+    let status = handle.endpoint("primary").unwrap();
+    assert_eq!(status.state, EndpointState::CoolingDown);
+    assert_eq!(
+        status.cooling_until,
+        Some(Instant::now() + Duration::from_secs(2)),
+        "the source's cooldown, not the 429's 30 s"
+    );
+    primary.answer(ok());
+    source.set(None);
+    sleep(Duration::from_secs(2)).await;
+    let who = serve_n(&mut lb, 2).await;
+    assert_eq!(who, ["primary", "primary"], "back when the source says so");
+}

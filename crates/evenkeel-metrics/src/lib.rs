@@ -168,7 +168,13 @@
 //!   retried.
 //! - Rate-limit gauges come from whichever layer sees the response; with
 //!   both, the attempt layer sees every response and the gauges are the
-//!   freshest.
+//!   freshest. Give each endpoint's attempt layer its
+//!   [`server_address`](MetricsBuilder::server_address) and
+//!   [`server_port`](MetricsBuilder::server_port), as the preset does, and
+//!   the gauges are per endpoint.
+//! - Below an [`Observe`](evenkeel_core::observe::Observe) layer, the
+//!   layer reads the verdict left on each answer instead of classifying it
+//!   and parsing its headers again.
 //!
 //! The names are OpenTelemetry's *client* conventions; on a server (axum,
 //! tonic) record the server conventions with a server-side layer instead.

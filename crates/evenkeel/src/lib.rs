@@ -15,10 +15,11 @@
 //! |---|---|---|
 //! | metrics per call | [`metrics`] | OpenTelemetry HTTP client metrics, what the caller sees |
 //! | total deadline + retry | [`retry`] | waits `max(backoff, Retry-After)`, a budget caps retries at 20 % of load, never duplicates a POST that may have been processed |
-//! | metrics per attempt | [`metrics`] | attempts vs calls: the retry amplification |
 //! | failover | [`failover`] | primary first, backups in order; ejects failing endpoints, routes around rate-limited ones, resends never-sent requests at once |
 //! | quota, per endpoint | [`quota`] | learns every quota from rate-limit headers and paces requests so the 429 never comes |
 //! | adaptive limit, per endpoint | [`limit`] | finds how many requests the endpoint takes at once |
+//! | metrics per attempt, per endpoint | [`metrics`] | attempts vs calls: the retry amplification; headroom per endpoint |
+//! | observe, per endpoint | [`core::observe`] | judges each answer and reads its rate-limit headers once, for every layer above |
 //! | attempt timeout, per endpoint | [`AttemptTimeout`] | bounds each attempt; fails with `TimedOut` |
 //!
 //! # Example: an Anthropic-style API with a backup proxy
@@ -62,8 +63,11 @@
 //!   now does the retry layer back off and try the whole set again. The
 //!   retry layer owns the total deadline and passes it down, so the quota
 //!   layer fails fast instead of holding a request past it.
-//! - **Metrics per attempt inside retry**: each attempt is counted, so
-//!   attempts ÷ calls shows how much retrying costs.
+//! - **Metrics per attempt in each endpoint's stack**: each attempt on the
+//!   wire is counted with its endpoint, failovers included, so attempts ÷
+//!   calls shows how much retrying costs.
+//! - **Observe at the bottom**: each answer is classified once, and every
+//!   layer above reads that verdict from the request's context.
 //! - **Quota and limit per endpoint, inside failover**: each endpoint has its
 //!   own quota and capacity. A quota cooldown is visible to the balancer,
 //!   which routes around a rate-limited endpoint instead of queueing on it.
