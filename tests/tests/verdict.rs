@@ -180,3 +180,42 @@ async fn without_an_observer_each_layer_judges_for_itself() {
         "limit, retry and metrics each judged it"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_resource_exhausted_cools_the_quota_key_through_the_verdict() {
+    // The quota layer reads the stack's verdict, so the gRPC classifier's
+    // reading of a trailers-only RESOURCE_EXHAUSTED with a pushback cools
+    // the key, where HTTP statuses alone see a 200.
+    use evenkeel::core::GrpcClassifier;
+    use evenkeel::core::cooldown::Cooldown;
+
+    let upstream = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "8")
+            .header("grpc-retry-pushback-ms", "2000")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let quota = QuotaLayer::builder().build().unwrap();
+    let handle = quota.handle();
+    let client = ServiceBuilder::new()
+        .layer(quota)
+        .layer(ObserveLayer::new(GrpcClassifier::new()))
+        .service(upstream);
+    let mut request = http::Request::post("http://api.grpc/pkg.Service/Call")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(AttemptContext::new(1, None));
+    let start = tokio::time::Instant::now();
+    client.oneshot(request).await.unwrap();
+    assert_eq!(
+        handle.cooldown_until(),
+        Some(start + Duration::from_secs(2)),
+        "the pushback cools the key"
+    );
+}

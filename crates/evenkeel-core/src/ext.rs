@@ -299,4 +299,66 @@ mod tests {
             Some(3)
         );
     }
+
+    #[test]
+    fn a_verdict_belongs_to_its_attempt() {
+        use crate::verdict::Verdict;
+        use evenkeel_headers::RateLimits;
+
+        let context = AttemptContext::new(1, None);
+        let clone = context.clone();
+        assert_eq!(context.outcome(), None, "nothing judged yet");
+        clone.record(1, Verdict::response(Outcome::Success, RateLimits::new()));
+        assert_eq!(context.outcome(), Some(Outcome::Success), "clones share it");
+        assert_eq!(context.outcome_for(false), Some(Outcome::Success));
+        assert_eq!(
+            context.outcome_for(true),
+            None,
+            "a layer holding an error reads no response's verdict"
+        );
+        assert_eq!(context.begin_attempt(), 2);
+        assert_eq!(context.outcome(), None, "a new attempt makes it stale");
+        clone.record(
+            1,
+            Verdict::response(Outcome::ClientError, RateLimits::new()),
+        );
+        assert_eq!(
+            context.outcome(),
+            None,
+            "a late verdict on attempt 1 is dropped"
+        );
+        let failed = Outcome::Failed(crate::FailureKind::Timeout.into());
+        clone.record(2, Verdict::error(failed));
+        assert_eq!(
+            outcome_or(Some(&context), true, || Outcome::Success),
+            failed
+        );
+        context.forget_verdict();
+        assert_eq!(
+            outcome_or(Some(&context), true, || Outcome::ClientError),
+            Outcome::ClientError,
+            "forgotten: the layer judges its own answer"
+        );
+        assert_eq!(
+            outcome_or(None, false, || Outcome::Success),
+            Outcome::Success
+        );
+    }
+
+    #[test]
+    fn a_kept_head_leaves_a_lone_context_out() {
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.extensions.insert(AttemptContext::new(1, None));
+        let kept = keep_head(&mut parts);
+        assert!(kept.extensions.is_empty(), "the copy leaves it out");
+        assert!(AttemptContext::in_extensions(&parts.extensions).is_some());
+        let context = AttemptContext::in_extensions(&parts.extensions).cloned();
+        let again = resend_head(&kept, context.as_ref());
+        assert!(AttemptContext::in_extensions(&again.extensions).is_some());
+        // With other extensions, the copy keeps them all.
+        parts.extensions.insert(Attempt(7));
+        let kept = keep_head(&mut parts);
+        assert_eq!(kept.extensions.get::<Attempt>(), Some(&Attempt(7)));
+        assert!(AttemptContext::in_extensions(&kept.extensions).is_some());
+    }
 }
