@@ -237,15 +237,17 @@ impl<C, P> RetryBuilder<C, P> {
         self
     }
 
-    /// Reports every retry decision to `listener`.
+    /// Reports every retry decision to `listener` as well. Each call adds
+    /// a listener; none replaces another.
     pub fn on_event(mut self, listener: impl Listener) -> Self {
-        self.settings.events = Events::new(listener);
+        self.settings.events = std::mem::take(&mut self.settings.events).and(Events::new(listener));
         self
     }
 
-    /// Reports every retry decision to `events` (for sharing one listener).
+    /// Reports every retry decision to `events` as well (for sharing one
+    /// listener).
     pub fn events(mut self, events: Events) -> Self {
-        self.settings.events = events;
+        self.settings.events = std::mem::take(&mut self.settings.events).and(events);
         self
     }
 

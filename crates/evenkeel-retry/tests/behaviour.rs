@@ -674,3 +674,28 @@ mod generic_form {
         assert_eq!(sent.lock().unwrap().len(), 1);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_on_event_adds_a_listener() {
+    let upstream = Scripted::new(vec![status(503), status(200)]);
+    let (first, second) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let (a, b) = (first.clone(), second.clone());
+    let svc = layer()
+        .on_event(move |e: &Event<'_>| {
+            if let Event::Retry { .. } = e {
+                *a.lock().unwrap() += 1;
+            }
+        })
+        .on_event(move |e: &Event<'_>| {
+            if let Event::Retry { .. } = e {
+                *b.lock().unwrap() += 1;
+            }
+        })
+        .build()
+        .unwrap()
+        .layer(upstream.clone());
+    let res = svc.oneshot(get_with_body("/", "")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(*first.lock().unwrap(), 1, "the first listener is kept");
+    assert_eq!(*second.lock().unwrap(), 1);
+}
