@@ -67,7 +67,7 @@ impl Cause {
     pub(crate) fn of_status(status: StatusCode) -> Cause {
         if status == StatusCode::TOO_MANY_REQUESTS {
             Cause::RateLimited
-        } else if status.is_server_error() || status.as_u16() == 529 {
+        } else if status.is_server_error() {
             Cause::ServerError
         } else {
             Cause::Other
