@@ -228,10 +228,7 @@ fn a_short_demo_prints_the_side_by_side_table() {
     }
     // The numbers of a row, bare then preset.
     let row = |label: &str| -> Vec<u64> {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(label))
-            .unwrap()[label.len()..]
+        stdout.lines().find(|l| l.starts_with(label)).unwrap()[label.len()..]
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect()
