@@ -154,7 +154,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     let preset = run_once(&args, StackArg::Preset).await?;
     println!("\n{}", report::table(&[&bare, &preset]));
     println!(
-        "The bare client sees every 429, 529, reset and the outage; the preset paces\n\
+        "Latency is end to end: the preset's includes the time it held requests back to\n\
+         stay inside the quota (quota wait), not a slower wire (on the wire, per attempt).\n\
+         Retries count every attempt after a request's first, failovers included.\n\
+         \n\
+         The bare client sees every 429, 529, reset and the outage; the preset paces\n\
          requests to the quota, retries what is safe to retry after the server's wait,\n\
          and fails over to the backup while the primary is down."
     );
@@ -178,6 +182,8 @@ async fn run_once(args: &DemoArgs, stack: StackArg) -> Result<report::Report, Fa
         url: urls,
         requests: args.requests,
         concurrency: args.concurrency,
+        header: Vec::new(),
+        metrics_out: None,
         method: args.method,
         body_bytes: 256,
         stack,

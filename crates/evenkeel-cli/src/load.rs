@@ -1,6 +1,7 @@
 //! `evenkeel load`: drive load at a URL through the preset or a bare client.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +12,8 @@ use evenkeel::core::BoxError;
 use evenkeel::core::event::Event;
 use evenkeel::{ConnectorBody, Preset, connector_fn};
 use hdrhistogram::Histogram;
-use http::{Method, Uri};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +25,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::Failure;
-use crate::counted::{Counted, Wire};
+use crate::cause::{Cause, Causes};
+use crate::counted::{Counted, REQUEST_ID, Wire, micros_histogram, record_micros};
 use crate::report::Report;
 
 /// Response bodies are read (so connections are reused and latency is
@@ -36,17 +39,30 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// its retries and failover attempts. The path and query of the first
 /// `--url` are sent to every endpoint; further `--url`s are backups, in
 /// order, and contribute their scheme, host and port.
+///
+/// Retries count every attempt after the first of a request, failovers
+/// included, so attempts = requests + retries when every request was sent.
 #[derive(Debug, Args)]
+#[command(after_help = LOAD_AFTER_HELP)]
 pub(crate) struct LoadArgs {
     /// The target URL (http or https). Repeat for backups, in order.
     #[arg(long, required = true, value_name = "URL")]
     pub(crate) url: Vec<String>,
     /// How many requests to send.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
     pub(crate) requests: usize,
     /// How many requests in flight at once.
-    #[arg(long, default_value_t = 8, value_name = "C")]
+    #[arg(short = 'c', long, default_value_t = 8, value_name = "C")]
     pub(crate) concurrency: usize,
+    /// A request header, `Name: value`; repeat for more. It replaces the
+    /// default of the same name (`content-type`); `x-request-id` is set per
+    /// request and cannot be given.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub(crate) header: Vec<(HeaderName, HeaderValue)>,
+    /// Write the run's metrics, in the Prometheus text format, to FILE when
+    /// the run ends (the stack's own metrics, and evenkeel_load_* totals).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_out: Option<PathBuf>,
     /// The request method.
     #[arg(long, value_enum, default_value_t = MethodArg::Get)]
     pub(crate) method: MethodArg,
@@ -62,17 +78,50 @@ pub(crate) struct LoadArgs {
     pub(crate) json: bool,
 }
 
+const LOAD_AFTER_HELP: &str = "\
+With --json the last line is one object: requests, succeeded, failed,
+failures_by_cause, attempts, retries, failovers, rate_limited (429s on the
+wire), elapsed_ms, p50_ms and p99_ms (end to end), attempt_p50_ms and
+attempt_p99_ms (one attempt on the wire), quota_wait_ms and
+quota_wait_mean_ms (time held back for quota), statuses, errors.
+
+failures_by_cause counts each failed request once, by how it ended:
+  rate_limited   the final answer was a 429
+  server_error   the final answer was a 5xx (529 included)
+  reset          the connection was reset or closed before a whole answer
+  timeout        an attempt's timeout or the total deadline ran out
+  local          held back by the stack itself (quota, limit, no endpoint)
+  other          anything else: another status, a refused connection, DNS, TLS
+
+Examples:
+  evenkeel load --url http://127.0.0.1:8080/v1/messages -n 200 -c 16
+  evenkeel load --url https://api.example.com/v1/items -H 'authorization: Bearer $TOKEN' --json
+  evenkeel load --url http://127.0.0.1:8080/ --metrics-out run.prom";
+
+/// Parses `-H 'Name: value'`. Clap's message quotes what was typed; the
+/// error says what is wrong with it.
+fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let Some((name, value)) = raw.split_once(':') else {
+        return Err("no colon; write a header as 'Name: value'".to_owned());
+    };
+    let name = name.trim();
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("'{name}' is not a valid header name"))?;
+    if name == REQUEST_ID {
+        return Err(format!("{REQUEST_ID} is set per request by evenkeel load"));
+    }
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| "the value is not a valid header value".to_owned())?;
+    Ok((name, value))
+}
+
 /// HTTP methods for `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "UPPER")]
 pub(crate) enum MethodArg {
-    /// GET.
     Get,
-    /// POST.
     Post,
-    /// PUT.
     Put,
-    /// DELETE.
     Delete,
 }
 
@@ -104,6 +153,8 @@ pub(crate) struct Plan {
     pub(crate) concurrency: usize,
     pub(crate) method: Method,
     pub(crate) body: Bytes,
+    /// Headers from `-H`, sent on every request.
+    pub(crate) headers: HeaderMap,
     pub(crate) stack: StackArg,
     pub(crate) run_id: String,
     /// Backups named in events and tables.
@@ -143,6 +194,14 @@ impl Plan {
             concurrency: args.concurrency,
             method: args.method.into(),
             body: filler(args.body_bytes),
+            headers: args
+                .header
+                .iter()
+                .cloned()
+                .fold(HeaderMap::new(), |mut h, (k, v)| {
+                    h.append(k, v);
+                    h
+                }),
             stack: args.stack,
             run_id: run_id(),
             interval: None,
@@ -203,9 +262,20 @@ fn run_id() -> String {
 
 pub(crate) async fn run(args: LoadArgs) -> Result<(), Failure> {
     let plan = Plan::from_args(&args)?;
+    // Opened and installed before the stack is built, so the stack's
+    // metrics reach it; an unwritable path fails before any request.
+    let metrics_out = args
+        .metrics_out
+        .as_deref()
+        .map(crate::prom::MetricsFile::create)
+        .transpose()?;
     let progress = progress_bar(plan.requests as u64, args.json);
     let report = execute(&plan, &progress).await?;
     progress.finish_and_clear();
+    if let Some(out) = metrics_out {
+        crate::prom::record_run(&report);
+        out.write()?;
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {
@@ -219,10 +289,19 @@ pub(crate) fn progress_bar(len: u64, hidden: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>8} [{bar:32}] {pos}/{len} {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>8} [{bar:32}] {pos}/{len} {elapsed:>4} {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
+    // Redrawn while nothing finishes too (a paced or stalled run).
+    bar.enable_steady_tick(Duration::from_millis(250));
     bar
+}
+
+/// The progress bar's message: what has ended so far.
+fn progress_message(tally: &Tally) -> String {
+    format!("{} ok · {} failed", tally.succeeded, tally.failed)
 }
 
 type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
@@ -248,8 +327,9 @@ where
 /// Counters the preset's events feed.
 #[derive(Debug, Default)]
 struct Decisions {
-    retries: AtomicU64,
     failovers: AtomicU64,
+    /// Quota waits, summed, in nanoseconds.
+    quota_wait: AtomicU64,
 }
 
 /// Runs `plan` and reports; `progress` advances once per logical request.
@@ -287,8 +367,9 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
             let counters = decisions.clone();
             let preset = builder
                 .on_event(move |e: &Event<'_>| match e {
-                    Event::Retry { .. } => {
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                    Event::QuotaWait { wait, .. } => {
+                        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                        counters.quota_wait.fetch_add(nanos, Ordering::Relaxed);
                     }
                     Event::Failover { .. } => {
                         counters.failovers.fetch_add(1, Ordering::Relaxed);
@@ -331,6 +412,7 @@ where
 {
     let next = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(StdMutex::new(Tally::default()));
+    progress.set_message(progress_message(&Tally::default()));
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..plan.concurrency.min(plan.requests) {
@@ -347,34 +429,33 @@ where
                     let at = start + interval.saturating_mul(n.min(u32::MAX as u64) as u32);
                     tokio::time::sleep_until(at).await;
                 }
-                let mut request = http::Request::builder()
-                    .method(plan.method.clone())
-                    .uri("/")
-                    .header("x-request-id", format!("{}-{n}", plan.run_id));
-                if !plan.body.is_empty() {
-                    request = request.header("content-type", "application/json");
-                }
-                let request = request
-                    .body(Full::new(plan.body.clone()))
-                    .expect("a valid request");
+                let request = request(&plan, n);
                 let sent = Instant::now();
-                let result = match send(request).await {
+                let ended = match send(request).await {
                     Ok(response) => {
                         let status = response.status();
                         match Limited::new(response.into_body(), BODY_LIMIT)
                             .collect()
                             .await
                         {
-                            Ok(_) => Ok(status),
-                            Err(e) => Err(format!("reading the body: {}", crate::chain(&*e))),
+                            Ok(_) => Ended::Answer(status),
+                            Err(e) => Ended::Failed {
+                                message: format!("reading the body: {}", crate::chain(&*e)),
+                                cause: Cause::of_error(&*e),
+                            },
                         }
                     }
-                    Err(e) => Err(crate::chain(&*e)),
+                    Err(e) => Ended::Failed {
+                        message: crate::chain(&*e),
+                        cause: Cause::of_error(&*e),
+                    },
                 };
-                tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record(sent.elapsed(), result);
+                let message = {
+                    let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    tally.record(sent.elapsed(), ended);
+                    progress_message(&tally)
+                };
+                progress.set_message(message);
                 progress.inc(1);
             }
         });
@@ -392,21 +473,55 @@ where
         requests: plan.requests as u64,
         succeeded: tally.succeeded,
         failed: tally.failed,
+        failures: tally.failures,
         attempts: wire.attempts(),
-        retries: decisions.retries.load(Ordering::Relaxed),
+        retries: wire.retries(),
         failovers: decisions.failovers.load(Ordering::Relaxed),
         rate_limited: wire.rate_limited(),
         elapsed,
         latency: tally.latency,
+        attempt_time: wire.attempt_time(),
+        quota_wait: Duration::from_nanos(decisions.quota_wait.load(Ordering::Relaxed)),
         statuses: tally.statuses,
         errors: tally.errors,
     })
+}
+
+/// Request `n` of `plan`: its method, body, `-H` headers and own id.
+fn request(plan: &Plan, n: u64) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::new(Full::new(plan.body.clone()));
+    *request.method_mut() = plan.method.clone();
+    *request.uri_mut() = Uri::from_static("/");
+    let headers = request.headers_mut();
+    if !plan.body.is_empty() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    for name in plan.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &plan.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    if let Ok(id) = HeaderValue::try_from(format!("{}-{n}", plan.run_id)) {
+        headers.insert(REQUEST_ID, id);
+    }
+    request
+}
+
+/// How one logical request ended.
+#[derive(Debug)]
+enum Ended {
+    /// A whole answer, of this status.
+    Answer(StatusCode),
+    /// No answer, or not a whole one.
+    Failed { message: String, cause: Cause },
 }
 
 #[derive(Debug)]
 struct Tally {
     succeeded: u64,
     failed: u64,
+    failures: Causes,
     latency: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<String, u64>,
@@ -417,9 +532,8 @@ impl Default for Tally {
         Tally {
             succeeded: 0,
             failed: 0,
-            // Microseconds, up to an hour, three significant digits.
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
+            failures: Causes::default(),
+            latency: micros_histogram(),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
         }
@@ -427,21 +541,22 @@ impl Default for Tally {
 }
 
 impl Tally {
-    fn record(&mut self, took: Duration, result: Result<http::StatusCode, String>) {
-        let micros = (took.as_micros() as u64).clamp(1, 3_600_000_000);
-        let _ = self.latency.record(micros);
-        match result {
-            Ok(status) => {
+    fn record(&mut self, took: Duration, ended: Ended) {
+        record_micros(&mut self.latency, took);
+        match ended {
+            Ended::Answer(status) => {
                 *self.statuses.entry(status.as_u16()).or_default() += 1;
                 if status.is_success() {
                     self.succeeded += 1;
                 } else {
                     self.failed += 1;
+                    self.failures.add(Cause::of_status(status));
                 }
             }
-            Err(error) => {
+            Ended::Failed { message, cause } => {
                 self.failed += 1;
-                *self.errors.entry(error).or_default() += 1;
+                self.failures.add(cause);
+                *self.errors.entry(message).or_default() += 1;
             }
         }
     }
@@ -458,6 +573,58 @@ mod tests {
         }
         let body = filler(40);
         assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    }
+
+    #[test]
+    fn headers_parse_and_bad_ones_quote_the_input() {
+        let (name, value) = parse_header("Authorization:  Bearer abc ").unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer abc")
+        );
+        let (name, value) = parse_header("x-empty:").unwrap();
+        assert_eq!((name.as_str(), value.len()), ("x-empty", 0));
+        let (_, value) = parse_header("x-url: http://a:1/b").unwrap();
+        assert_eq!(value, "http://a:1/b");
+        for (bad, why) in [
+            ("nocolon", "no colon"),
+            (": value", "'' is not a valid header name"),
+            ("bad name: v", "'bad name' is not a valid header name"),
+            ("x-a: \u{7f}", "not a valid header value"),
+            ("X-Request-Id: 1", "set per request"),
+        ] {
+            let err = parse_header(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn header_flags_replace_defaults_and_keep_the_request_id() {
+        let mut plan = Plan::from_args(&LoadArgs {
+            url: vec!["http://127.0.0.1:1/x".into()],
+            requests: 1,
+            concurrency: 1,
+            header: vec![
+                parse_header("content-type: text/plain").unwrap(),
+                parse_header("x-tag: a").unwrap(),
+                parse_header("x-tag: b").unwrap(),
+            ],
+            metrics_out: None,
+            method: MethodArg::Post,
+            body_bytes: 20,
+            stack: StackArg::Bare,
+            json: true,
+        })
+        .unwrap();
+        plan.run_id = "run".into();
+        let request = request(&plan, 7);
+        let headers = request.headers();
+        assert_eq!(headers[CONTENT_TYPE], "text/plain");
+        assert_eq!(headers.get_all(CONTENT_TYPE).iter().count(), 1);
+        let tags: Vec<_> = headers.get_all("x-tag").iter().collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert_eq!(headers[REQUEST_ID], "run-7");
+        assert_eq!(request.method(), Method::POST);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `evenkeel`: see what the preset stack does, drive load at any API, run
 //! the simulated API, and diagnose a connection layer by layer.
 
+mod cause;
 mod counted;
 mod demo;
 mod load;
@@ -32,11 +33,19 @@ enum Command {
     /// what happened.
     Load(load::LoadArgs),
     /// Run the simulated rate-limited, faulty API on a port.
+    #[command(after_help = SIM_AFTER_HELP)]
     Sim(evenkeel_sim::cli::SimArgs),
     /// Walk DNS, TCP, TLS, HTTP and rate limits for a URL and say which
     /// layer fails and why.
     Diagnose(evenkeel_diagnose::cli::DiagnoseArgs),
 }
+
+/// `evenkeel sim`'s examples (the flags are `evenkeel-sim`'s).
+const SIM_AFTER_HELP: &str = "\
+Examples:
+  evenkeel sim --demo 5
+  evenkeel sim --rate 5 --burst 5 --dialect openai --fail-529 0.05
+  evenkeel sim --token-rate 1000 --token-cost header --capacity 8 --latency-ms 200";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,10 +130,16 @@ mod tests {
             "http://127.0.0.1:1/v1/messages",
             "--url",
             "http://127.0.0.1:2/v1/messages",
-            "--requests",
+            "-n",
             "10",
-            "--concurrency",
+            "-c",
             "2",
+            "-H",
+            "x-api-key: k",
+            "--header",
+            "anthropic-version: 2023-06-01",
+            "--metrics-out",
+            "run.prom",
             "--method",
             "POST",
             "--body-bytes",
@@ -137,10 +152,58 @@ mod tests {
         match cli.command {
             Command::Load(args) => {
                 assert_eq!(args.url.len(), 2);
-                assert_eq!(args.requests, 10);
+                assert_eq!((args.requests, args.concurrency), (10, 2));
+                let names: Vec<&str> = args.header.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(names, ["x-api-key", "anthropic-version"]);
+                assert_eq!(args.metrics_out.as_deref(), Some("run.prom".as_ref()));
                 assert!(args.json);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_flags_keep_their_names() {
+        let cli = Cli::try_parse_from([
+            "evenkeel",
+            "load",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--requests",
+            "3",
+            "--concurrency",
+            "4",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command else {
+            panic!("not load");
+        };
+        assert_eq!((args.requests, args.concurrency), (3, 4));
+    }
+
+    #[test]
+    fn sim_help_shows_this_binary() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("sim")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("evenkeel sim --demo 5"), "{help}");
+        assert!(!help.contains("evenkeel-sim --"), "{help}");
+    }
+
+    #[test]
+    fn method_lists_are_plain_names() {
+        let mut command = Cli::command();
+        for sub in ["load", "demo"] {
+            let help = command
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(!help.contains("GET: GET"), "{help}");
+            assert!(help.contains("GET, POST, PUT, DELETE"), "{sub}: {help}");
         }
     }
 }

@@ -210,6 +210,15 @@ fn a_short_demo_prints_the_side_by_side_table() {
         "failovers",
         "p50 latency",
         "p99 latency",
+        "  quota wait, mean",
+        "  p50 on the wire",
+        "  p99 on the wire",
+        "  429 rate limited",
+        "  5xx server error",
+        "  connection reset",
+        "  timed out",
+        "  held back locally",
+        "  other",
         "wall time",
     ] {
         assert!(
@@ -217,11 +226,33 @@ fn a_short_demo_prints_the_side_by_side_table() {
             "{row} missing: {stdout}"
         );
     }
-    let requests = stdout.lines().find(|l| l.starts_with("requests")).unwrap();
-    assert_eq!(
-        requests.split_whitespace().collect::<Vec<_>>(),
-        ["requests", "80", "80"]
-    );
+    // The numbers of a row, bare then preset.
+    let row = |label: &str| -> Vec<u64> {
+        stdout.lines().find(|l| l.starts_with(label)).unwrap()[label.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    assert_eq!(row("requests"), [80, 80]);
+    // Failures by cause add up to the failures.
+    let causes = [
+        "  429 rate limited",
+        "  5xx server error",
+        "  connection reset",
+        "  timed out",
+        "  held back locally",
+        "  other",
+    ];
+    for column in 0..2 {
+        let sum: u64 = causes.iter().map(|c| row(c)[column]).sum();
+        assert_eq!(sum, row("failed")[column], "{stdout}");
+    }
+    // Retries are every attempt after a request's first, failovers
+    // included: never fewer than attempts beyond one per request.
+    let (attempts, retries, failovers) = (row("attempts"), row("retries"), row("failovers"));
+    assert_eq!((attempts[0], retries[0]), (80, 0), "{stdout}");
+    assert!(retries[1] >= attempts[1].saturating_sub(80), "{stdout}");
+    assert!(retries[1] >= failovers[1], "{stdout}");
 }
 
 #[test]

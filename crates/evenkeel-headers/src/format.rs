@@ -235,16 +235,18 @@ const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 ///
 /// | dialect | written as |
 /// | --- | --- |
-/// | [`Ietf`](Dialect::Ietf) | one `RateLimit-Policy` item (when `limit` is known) and one `RateLimit` item (when `remaining` is) per quota, named by `policy` or `"default"`; `qu` for resources other than requests; `w` and `t` in whole seconds, `t` rounded up; numbers above 999 999 999 999 999 clamped |
+/// | [`Ietf`](Dialect::Ietf) | one `RateLimit-Policy` item (when `limit` is known) and one `RateLimit` item (when `remaining` or `reset_after` is) per quota, named by `policy` or `"default"`; `qu` for resources other than requests; `w` and `t` in whole seconds, `t` rounded up; numbers above 999 999 999 999 999 clamped |
 /// | [`IetfDraft`](Dialect::IetfDraft) | `RateLimit-Limit` (with `, L;w=W` when the window is known), `-Remaining`, `-Reset` in seconds rounded up |
 /// | [`XRateLimit`](Dialect::XRateLimit) | `x-ratelimit-limit`, `-remaining`, `-used`, `-reset` as Unix seconds rounded up (GitHub; Unix milliseconds past the year 33658, a delay on a clock before 2001, so the epoch rule reads it back), `x-ratelimit-resource` from `policy`; a quota whose policy and window are one of Kong's (`minute` and 60 s…) as `x-ratelimit-{limit,remaining}-minute` |
 /// | [`Discord`](Dialect::Discord) | `x-ratelimit-limit`, `-remaining`, `-reset` (Unix seconds, three decimals), `-reset-after` (seconds, three decimals, rounded up), `-bucket` from `policy`, `-scope` |
 /// | [`OpenAi`](Dialect::OpenAi) | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, reset as a [`GoDuration`]; policy `usage_based` writes `-tokens_usage_based` |
 /// | [`Anthropic`](Dialect::Anthropic) | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`, reset as [`Rfc3339`] rounded up to the second; policy `priority` writes `anthropic-priority-*` |
 /// | [`Shopify`](Dialect::Shopify) | `X-Shopify-Shop-Api-Call-Limit: used/limit` |
+/// | [`Linear`](Dialect::Linear) | `x-ratelimit-{requests,complexity}-{limit,remaining,reset}`, reset as Unix milliseconds rounded up |
 ///
 /// A quota the dialect has no header for (a [`Dialect::Custom`] one, an
-/// OpenAI quota of input tokens, a policy name that is not printable
+/// OpenAI quota of input tokens, a Linear quota with a policy, a policy
+/// name that is not printable
 /// ASCII) is skipped. Values go in with `append`, so when two quotas of one
 /// dialect share a header the first one is what
 /// [`rate_limits`](crate::rate_limits) reads back.
@@ -282,6 +284,7 @@ pub fn insert_quotas<'a>(
             Dialect::OpenAi => openai(headers, q),
             Dialect::Anthropic => anthropic(headers, q, now),
             Dialect::Shopify => shopify(headers, q),
+            Dialect::Linear => linear(headers, q, now),
             Dialect::Custom => false,
         };
         written += usize::from(ok);
@@ -364,11 +367,14 @@ fn ietf_items(q: &Quota, policy_line: &mut String, limit_line: &mut String) -> b
         }
         wrote = true;
     }
-    if let Some(remaining) = q.remaining {
+    if q.remaining.is_some() || q.reset_after.is_some() {
         if !limit_line.is_empty() {
             limit_line.push_str(", ");
         }
-        let _ = write!(limit_line, "{sf_name};r={}", remaining.min(SF_INTEGER_MAX));
+        limit_line.push_str(&sf_name);
+        if let Some(remaining) = q.remaining {
+            let _ = write!(limit_line, ";r={}", remaining.min(SF_INTEGER_MAX));
+        }
         if let Some(t) = q.reset_after {
             let _ = write!(limit_line, ";t={}", ceil_secs(t).min(SF_INTEGER_MAX));
         }
@@ -589,6 +595,33 @@ fn shopify(headers: &mut HeaderMap, q: &Quota) -> bool {
     true
 }
 
+fn linear(headers: &mut HeaderMap, q: &Quota, now: SystemTime) -> bool {
+    let names: [&'static str; 3] = match (&q.resource, q.policy.as_deref()) {
+        (Resource::Requests, None) => [
+            "x-ratelimit-requests-limit",
+            "x-ratelimit-requests-remaining",
+            "x-ratelimit-requests-reset",
+        ],
+        (Resource::Complexity, None) => [
+            "x-ratelimit-complexity-limit",
+            "x-ratelimit-complexity-remaining",
+            "x-ratelimit-complexity-reset",
+        ],
+        _ => return false,
+    };
+    put_opt(headers, names[0], q.limit);
+    put_opt(headers, names[1], q.remaining);
+    if let Some(d) = q.reset_after {
+        let at = reset_at(now, d).max(0);
+        put(
+            headers,
+            names[2],
+            at.div_euclid(1_000_000) + i128::from(at % 1_000_000 > 0),
+        );
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,6 +704,32 @@ mod tests {
             crate::rate_limits(&h, now).get(&Resource::Requests),
             Some(&far)
         );
+    }
+
+    #[test]
+    fn linear_resets_are_unix_milliseconds() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
+        let quotas = [
+            Quota::new(Resource::Requests)
+                .with_dialect(Dialect::Linear)
+                .with_replenish(crate::Replenish::Gradual)
+                .with_limit(5000)
+                .with_remaining(4999)
+                .with_reset_after(Duration::from_millis(1_500)),
+            Quota::new(Resource::Complexity)
+                .with_dialect(Dialect::Linear)
+                .with_replenish(crate::Replenish::Gradual)
+                .with_remaining(10),
+        ];
+        let mut h = HeaderMap::new();
+        assert_eq!(insert_quotas(&mut h, &quotas, now), 2);
+        assert_eq!(h["x-ratelimit-requests-reset"], "1714564801500");
+        assert_eq!(h["x-ratelimit-complexity-remaining"], "10");
+        let read: Vec<_> = crate::rate_limits(&h, now).into_iter().collect();
+        assert_eq!(read, quotas);
+        // A policy has no Linear header.
+        let named = quotas[0].clone().with_policy("endpoint");
+        assert_eq!(insert_quotas(&mut HeaderMap::new(), [&named], now), 0);
     }
 
     #[test]

@@ -70,13 +70,14 @@
 //!
 //! | dialect | headers | reset | replenish |
 //! | --- | --- | --- | --- |
-//! | [`Ietf`](Dialect::Ietf) | `RateLimit-Policy: "burst";q=100;w=60`, `RateLimit: "burst";r=50;t=30` (draft-ietf-httpapi-ratelimit-headers 08+; `qu`, `pk`) | `t`, seconds | window |
+//! | [`Ietf`](Dialect::Ietf) | `RateLimit-Policy: "burst";q=100;w=60`, `RateLimit: "burst";r=50;t=30` (draft-ietf-httpapi-ratelimit-headers 08+; `qu`, `pk`; a `RateLimit` item may carry `r`, `t` or both) | `t`, seconds | window |
 //! | [`IetfDraft`](Dialect::IetfDraft) | `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (drafts 00–06); draft 07's `RateLimit: limit=…, remaining=…, reset=…` | seconds, epoch rule | window |
 //! | [`XRateLimit`](Dialect::XRateLimit) | `X-RateLimit-Limit/-Remaining/-Reset`, GitHub's `-Used` and `-Resource`, X's `x-rate-limit-*`, Kong's `X-RateLimit-Limit-Minute` | seconds or a date, epoch rule | window |
 //! | [`Discord`](Dialect::Discord) | `X-RateLimit-*` with `-Reset-After`, `-Bucket`, `-Scope`, `-Global` | `-Reset-After` (float seconds), else `-Reset` (float Unix seconds) | window |
 //! | [`OpenAi`](Dialect::OpenAi) | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` | Go duration (`6m0s`, `12ms`, `1m30.5s`) | gradual |
 //! | [`Anthropic`](Dialect::Anthropic) | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`, `anthropic-priority-*` | RFC 3339 | gradual |
 //! | [`Shopify`](Dialect::Shopify) | `X-Shopify-Shop-Api-Call-Limit: 32/40` (used/limit) | none | gradual |
+//! | [`Linear`](Dialect::Linear) | `X-RateLimit-Requests-{Limit,Remaining,Reset}`, `X-RateLimit-Complexity-{Limit,Remaining,Reset}` ([`Resource::Complexity`]) | Unix milliseconds | gradual |
 //!
 //! Each dialect is shown with the values its API sends in the examples
 //! below.
@@ -107,6 +108,9 @@
 //!   (`x-ratelimit-limit-requests`, `-tokens`) and never collide with the
 //!   generic `x-ratelimit-limit`; the window suffixes (`-second`, `-minute`,
 //!   `-hour`, `-day`, `-month`, `-year`) are Kong's.
+//! - **Linear or OpenAI?** Linear puts the resource before the field
+//!   (`x-ratelimit-requests-limit`), OpenAI after it
+//!   (`x-ratelimit-limit-requests`); neither is the generic family.
 //! - **The same quota in several generic dialects.** Gateways often send the
 //!   IETF fields and `X-RateLimit-*` for one quota. The generic families rank
 //!   IETF structured > earlier IETF drafts > `x-ratelimit-*` > `x-rate-limit-*`;
@@ -135,6 +139,16 @@
 //! assert_eq!(burst.reset_after, Some(Duration::from_secs(30)));
 //! // "daily" has a policy but no current state.
 //! assert_eq!(limits.len(), 2);
+//!
+//! // An item may say when the quota resets without saying what is left.
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("ratelimit-policy", "quota;q=100;w=1".parse()?);
+//! headers.insert("ratelimit", "quota;t=1".parse()?);
+//! let limits = rate_limits(&headers, SystemTime::now());
+//! let quota = limits.get(&Resource::Requests).unwrap();
+//! assert_eq!((quota.limit, quota.remaining), (Some(100), None));
+//! assert_eq!(quota.window, Some(Duration::from_secs(1)));
+//! assert_eq!(quota.reset_after, Some(Duration::from_secs(1)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -249,6 +263,31 @@
 //! let q = rate_limits(&headers, SystemTime::now()).get(&Resource::Requests).cloned().unwrap();
 //! assert_eq!(q.dialect, Dialect::Shopify);
 //! assert_eq!((q.used, q.limit, q.remaining), (Some(32), Some(40), Some(8)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Linear
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use evenkeel_headers::{rate_limits, Dialect, Replenish, Resource};
+//!
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("x-ratelimit-requests-limit", "5000".parse()?);
+//! headers.insert("x-ratelimit-requests-remaining", "4999".parse()?);
+//! headers.insert("x-ratelimit-requests-reset", "1714568400000".parse()?);
+//! headers.insert("x-ratelimit-complexity-limit", "250000".parse()?);
+//! headers.insert("x-ratelimit-complexity-remaining", "249990".parse()?);
+//! headers.insert("x-ratelimit-complexity-reset", "1714564830500".parse()?);
+//! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_564_800);
+//! let limits = rate_limits(&headers, now);
+//! let requests = limits.get(&Resource::Requests).unwrap();
+//! assert_eq!(requests.dialect, Dialect::Linear);
+//! assert_eq!(requests.reset_after, Some(Duration::from_secs(3600)));
+//! let points = limits.get(&Resource::Complexity).unwrap();
+//! assert_eq!((points.limit, points.remaining), (Some(250_000), Some(249_990)));
+//! assert_eq!(points.reset_after, Some(Duration::from_millis(30_500)));
+//! assert_eq!(points.replenish, Replenish::Gradual);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

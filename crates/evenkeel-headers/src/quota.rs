@@ -21,6 +21,10 @@ pub enum Resource {
     ConcurrentRequests,
     /// Bytes of content (IETF `qu="content-bytes"`).
     ContentBytes,
+    /// Points of a GraphQL API's query-complexity budget: each request
+    /// costs what the server computes for its query (Linear's
+    /// `X-RateLimit-Complexity-*`). Spent like tokens, counted per query.
+    Complexity,
     /// A unit this crate does not know, as the server named it (an IETF
     /// `qu` value outside the registry).
     Other(String),
@@ -29,7 +33,8 @@ pub enum Resource {
 impl Resource {
     /// The unit's name as the IETF draft spells quota units: `requests`,
     /// `tokens`, `input-tokens`, `output-tokens`, `concurrent-requests`,
-    /// `content-bytes`, or the server's own name for [`Resource::Other`].
+    /// `content-bytes`, `complexity`, or the server's own name for
+    /// [`Resource::Other`].
     /// Stable, so it suits metric labels.
     pub fn as_str(&self) -> &str {
         match self {
@@ -39,6 +44,7 @@ impl Resource {
             Self::OutputTokens => "output-tokens",
             Self::ConcurrentRequests => "concurrent-requests",
             Self::ContentBytes => "content-bytes",
+            Self::Complexity => "complexity",
             Self::Other(name) => name,
         }
     }
@@ -46,7 +52,8 @@ impl Resource {
     /// The resource an IETF quota-unit name stands for. Accepts the three
     /// registered units (`requests`, also as the registry's `request`;
     /// `content-bytes`; `concurrent-requests`), draft 08's `bytes`, and the
-    /// token units this crate knows; anything else is [`Resource::Other`].
+    /// token and complexity units this crate knows; anything else is
+    /// [`Resource::Other`].
     pub fn from_unit(unit: &str) -> Self {
         match unit {
             "requests" | "request" => Self::Requests,
@@ -55,6 +62,7 @@ impl Resource {
             "tokens" => Self::Tokens,
             "input-tokens" => Self::InputTokens,
             "output-tokens" => Self::OutputTokens,
+            "complexity" => Self::Complexity,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -89,13 +97,17 @@ pub enum Dialect {
     Discord,
     /// Shopify's `X-Shopify-Shop-Api-Call-Limit: used/limit`.
     Shopify,
+    /// Linear's `X-RateLimit-Requests-{Limit,Remaining,Reset}` and
+    /// `X-RateLimit-Complexity-{Limit,Remaining,Reset}` (resets in Unix
+    /// milliseconds).
+    Linear,
     /// Not read from headers: built by the application with [`Quota::new`].
     Custom,
 }
 
 impl Dialect {
     /// A short stable name: `ietf`, `ietf-draft`, `x-ratelimit`,
-    /// `anthropic`, `openai`, `discord`, `shopify`, `custom`.
+    /// `anthropic`, `openai`, `discord`, `shopify`, `linear`, `custom`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ietf => "ietf",
@@ -105,6 +117,7 @@ impl Dialect {
             Self::OpenAi => "openai",
             Self::Discord => "discord",
             Self::Shopify => "shopify",
+            Self::Linear => "linear",
             Self::Custom => "custom",
         }
     }
@@ -122,7 +135,7 @@ impl fmt::Display for Dialect {
 pub enum Replenish {
     /// Continuously, like a token bucket: `reset_after` is the time until
     /// the quota is full again, and part of it is back sooner (Anthropic,
-    /// OpenAI, Shopify's leaky bucket).
+    /// OpenAI, Shopify's and Linear's leaky buckets).
     Gradual,
     /// All at once at the end of a fixed window: nothing comes back before
     /// `reset_after` (IETF, X-RateLimit, GitHub, Discord).
@@ -287,8 +300,9 @@ impl Quota {
 
 /// Every quota one response reported, in a fixed order: IETF structured
 /// fields first, then the earlier IETF drafts, X-RateLimit, Discord,
-/// OpenAI, Anthropic, Shopify; within a dialect, in the order the headers
-/// list them (requests before tokens for the vendor dialects).
+/// OpenAI, Anthropic, Shopify, Linear; within a dialect, in the order the
+/// headers list them (requests before tokens or complexity for the vendor
+/// dialects).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RateLimits {
     quotas: Vec<Quota>,
@@ -452,6 +466,7 @@ mod tests {
             Resource::OutputTokens,
             Resource::ConcurrentRequests,
             Resource::ContentBytes,
+            Resource::Complexity,
             Resource::Other("widgets".into()),
         ] {
             assert_eq!(Resource::from_unit(r.as_str()), r);

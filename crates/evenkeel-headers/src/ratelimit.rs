@@ -172,6 +172,12 @@ pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> RateLimits {
         out.push(q);
     }
 
+    for (fields, resource) in seen.linear.iter().zip(LINEAR_RESOURCES) {
+        if fields.any() {
+            out.push(fields.quota(resource, Dialect::Linear, Replenish::Gradual));
+        }
+    }
+
     RateLimits::from_iter(out)
 }
 
@@ -200,6 +206,17 @@ const ANTHROPIC_RESOURCES: [Resource; 4] = [
 ];
 
 const ANTHROPIC_PRIORITY: [Resource; 2] = [Resource::InputTokens, Resource::OutputTokens];
+
+/// Linear's families, by the word after `x-ratelimit-`.
+const LINEAR_RESOURCES: [Resource; 2] = [Resource::Requests, Resource::Complexity];
+
+fn linear_family(word: &str) -> Option<usize> {
+    match word {
+        "requests" => Some(0),
+        "complexity" => Some(1),
+        _ => None,
+    }
+}
 
 /// The numbers of one quota as read so far.
 #[derive(Debug, Default, Clone, Copy)]
@@ -273,6 +290,7 @@ struct Seen<'a> {
     anthropic: [Fields; 4],
     anthropic_priority: [Fields; 2],
     shopify: Option<(u64, u64)>,
+    linear: [Fields; 2],
 }
 
 impl<'a> Seen<'a> {
@@ -368,10 +386,19 @@ impl<'a> Seen<'a> {
                 });
             }
             _ => {
-                let Some((field, suffix)) = rest.split_once('-') else {
+                let Some((head, suffix)) = rest.split_once('-') else {
                     return;
                 };
-                let Some(field) = field_named(field) else {
+                // Linear puts the resource first: `x-ratelimit-requests-limit`.
+                if let Some(i) = linear_family(head) {
+                    if let Some(field @ (Field::Limit | Field::Remaining | Field::Reset)) =
+                        field_named(suffix)
+                    {
+                        self.linear[i].set(field, v, |v| unix_millis_reset(v, now));
+                    }
+                    return;
+                }
+                let Some(field) = field_named(head) else {
                     return;
                 };
                 let openai = match suffix {
@@ -436,6 +463,12 @@ fn epoch_rule(nanos: u128, now: SystemTime) -> Duration {
         // Milliseconds since the epoch: the "seconds" divided by 1000.
         num::until(i128::try_from(nanos / 1000).unwrap_or(i128::MAX), now)
     }
+}
+
+/// Linear's reset: a Unix timestamp in milliseconds (fractions allowed).
+fn unix_millis_reset(v: &[u8], now: SystemTime) -> Option<Duration> {
+    let at = parse_decimal_scaled(v.trim_ascii(), 6)?;
+    Some(num::until(i128::try_from(at).unwrap_or(i128::MAX), now))
 }
 
 fn rfc3339_reset(v: &[u8], now: SystemTime) -> Option<Duration> {
@@ -544,7 +577,7 @@ struct PolicyItem<'a> {
 #[derive(Debug)]
 struct LimitItem<'a> {
     name: PolicyName<'a>,
-    remaining: u64,
+    remaining: Option<u64>,
     reset: Option<Duration>,
     pk: Option<&'a [u8]>,
 }
@@ -635,14 +668,17 @@ fn read_ietf<'a>(
                         _ => {}
                     }
                 }
-                // `r` is required.
-                let Some(remaining) = non_negative(r) else {
+                // An item says what is left (`r`), when the quota resets
+                // (`t`), or both; one with neither says nothing.
+                let remaining = non_negative(r);
+                let reset = non_negative(t).map(Duration::from_secs);
+                if remaining.is_none() && reset.is_none() {
                     continue;
-                };
+                }
                 limits.push(LimitItem {
                     name,
                     remaining,
-                    reset: non_negative(t).map(Duration::from_secs),
+                    reset,
                     pk: pk(key),
                 });
             }
@@ -684,8 +720,8 @@ fn read_ietf<'a>(
         let mut q = Quota::new(Resource::Requests)
             .with_dialect(Dialect::Ietf)
             .with_replenish(Replenish::Window)
-            .with_policy(l.name.to_owned_string())
-            .with_remaining(l.remaining);
+            .with_policy(l.name.to_owned_string());
+        q.remaining = l.remaining;
         q.reset_after = l.reset;
         let mut key_pk = l.pk;
         if let Some(p) = policy {

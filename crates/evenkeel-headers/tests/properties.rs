@@ -357,16 +357,35 @@ fn quota(dialect: Dialect) -> BoxedStrategy<Quota> {
                     .with_remaining(limit - used)
             })
             .boxed(),
+        Dialect::Linear => (
+            prop::sample::select(vec![Resource::Requests, Resource::Complexity]),
+            opt(count.clone()),
+            opt(count),
+            opt((0u64..1_000_000_000_000).prop_map(Duration::from_millis)),
+        )
+            .prop_filter("something to say", |(_, l, r, t)| {
+                l.is_some() || r.is_some() || t.is_some()
+            })
+            .prop_map(|(res, l, r, t)| {
+                let mut q = Quota::new(res)
+                    .with_dialect(Dialect::Linear)
+                    .with_replenish(Replenish::Gradual);
+                (q.limit, q.remaining, q.reset_after) = (l, r, t);
+                q
+            })
+            .boxed(),
         _ => unreachable!("IETF quotas are generated as a set"),
     }
 }
 
 /// A set of IETF policies with distinct names, as `rate_limits` reads them
-/// back: those with state (`remaining`) first, then the policy-only ones.
+/// back: those with state (`remaining`, a reset or both) first, then the
+/// policy-only ones.
 fn ietf_set() -> impl Strategy<Value = Vec<Quota>> {
     let resource = prop::sample::select(vec![
         Resource::Requests,
         Resource::ContentBytes,
+        Resource::Complexity,
         Resource::ConcurrentRequests,
         Resource::Tokens,
         Resource::InputTokens,
@@ -391,11 +410,11 @@ fn ietf_set() -> impl Strategy<Value = Vec<Quota>> {
                 .with_replenish(Replenish::Window)
                 .with_policy(name);
             q.partition_key = pk;
-            match (limit, remaining) {
-                (None, None) => continue,
-                (limit, Some(r)) => {
+            match (limit, remaining, reset) {
+                (None, None, None) => continue,
+                (limit, remaining, reset) if remaining.is_some() || reset.is_some() => {
                     q.limit = limit;
-                    q.remaining = Some(r);
+                    q.remaining = remaining;
                     q.reset_after = reset;
                     // Without a policy item there is no unit and no window.
                     if limit.is_some() {
@@ -405,8 +424,8 @@ fn ietf_set() -> impl Strategy<Value = Vec<Quota>> {
                     }
                     with_state.push(q);
                 }
-                (Some(l), None) => {
-                    q.limit = Some(l);
+                (limit, _, _) => {
+                    q.limit = limit;
                     q.window = window.map(Duration::from_secs);
                     policy_only.push(q);
                 }
@@ -425,6 +444,7 @@ proptest! {
         dialect in prop::sample::select(vec![
             Dialect::IetfDraft, Dialect::XRateLimit, Dialect::Discord,
             Dialect::OpenAi, Dialect::Anthropic, Dialect::Shopify,
+            Dialect::Linear,
         ]).prop_flat_map(quota),
         now in modern_now(),
     ) {
@@ -448,11 +468,12 @@ proptest! {
         openai in quota(Dialect::OpenAi),
         anthropic in quota(Dialect::Anthropic),
         shopify in quota(Dialect::Shopify),
+        linear in quota(Dialect::Linear),
         now in modern_now(),
     ) {
         let mut h = HeaderMap::new();
-        let all = [openai, anthropic, shopify];
-        prop_assert_eq!(format::insert_quotas(&mut h, &all, now), 3);
+        let all = [openai, anthropic, shopify, linear];
+        prop_assert_eq!(format::insert_quotas(&mut h, &all, now), 4);
         let read: Vec<Quota> = rate_limits(&h, now).into_iter().collect();
         prop_assert_eq!(read, all.to_vec());
     }

@@ -151,9 +151,12 @@ fn ietf_lists_may_span_lines_and_a_bad_line_is_ignored_alone() {
 fn ietf_items_missing_required_parameters_are_skipped() {
     let qs = read(&[
         ("ratelimit-policy", br#""noq";w=60, "neg";q=-1, "ok";q=5"#),
-        ("ratelimit", br#""nor";t=5, "ok";r=2;t=-3"#),
+        (
+            "ratelimit",
+            br#""empty";pk=:YQ==:, "bad";r=-1;t=-1, "ok";r=2;t=-3"#,
+        ),
     ]);
-    assert_eq!(qs.len(), 1);
+    assert_eq!(qs.len(), 1, "{qs:#?}");
     let q = &qs[0];
     assert_eq!(q.policy.as_deref(), Some("ok"));
     // A negative `t` is malformed and ignored; `r` still counts.
@@ -161,6 +164,28 @@ fn ietf_items_missing_required_parameters_are_skipped() {
         (q.limit, q.remaining, q.reset_after),
         (Some(5), Some(2), None)
     );
+}
+
+#[test]
+fn ietf_an_item_without_r_keeps_its_t() {
+    // The draft's own example of a policy whose state gives only the reset.
+    let q = only(&[
+        ("ratelimit-policy", b"quota;q=100;w=1"),
+        ("ratelimit", b"quota;t=1"),
+    ]);
+    assert_eq!(q.dialect, Dialect::Ietf);
+    assert_eq!(q.resource, Resource::Requests);
+    assert_eq!(q.policy.as_deref(), Some("quota"));
+    assert_eq!((q.limit, q.remaining), (Some(100), None));
+    assert_eq!((q.window, q.reset_after), (secs(1), secs(1)));
+    assert!(!q.is_exhausted());
+
+    // Without a policy item it is still a quota, with nothing but the reset.
+    let q = only(&[("ratelimit", br#""nor";t=5"#)]);
+    assert_eq!((q.limit, q.remaining, q.reset_after), (None, None, secs(5)));
+    // A malformed `r` beside a good `t` is ignored alone.
+    let q = only(&[("ratelimit", br#""p";r=1.5;t=7"#)]);
+    assert_eq!((q.remaining, q.reset_after), (None, secs(7)));
 }
 
 #[test]
@@ -575,11 +600,92 @@ fn shopify() {
     }
 }
 
+// --- Linear -----------------------------------------------------------------------
+
+#[test]
+fn linear_requests_and_complexity() {
+    let qs = read(&[
+        ("x-ratelimit-requests-limit", b"1500"),
+        ("x-ratelimit-requests-remaining", b"1499"),
+        ("x-ratelimit-requests-reset", b"1714568400000"),
+        ("x-complexity", b"12"),
+        ("x-ratelimit-complexity-limit", b"250000"),
+        ("x-ratelimit-complexity-remaining", b"249988"),
+        ("x-ratelimit-complexity-reset", b"1714564800250"),
+    ]);
+    assert_eq!(qs.len(), 2, "{qs:#?}");
+    let requests = &qs[0];
+    assert_eq!(requests.dialect, Dialect::Linear);
+    assert_eq!(requests.resource, Resource::Requests);
+    assert_eq!(
+        (requests.limit, requests.remaining, requests.reset_after),
+        (Some(1500), Some(1499), secs(3600))
+    );
+    assert_eq!(requests.replenish, Replenish::Gradual);
+    assert_eq!((requests.window, requests.policy.as_deref()), (None, None));
+    let points = &qs[1];
+    assert_eq!(points.resource, Resource::Complexity);
+    assert_eq!(
+        (points.limit, points.remaining, points.reset_after),
+        (
+            Some(250_000),
+            Some(249_988),
+            Some(Duration::from_millis(250))
+        )
+    );
+}
+
+#[test]
+fn linear_resets_are_milliseconds_whatever_their_size() {
+    let reset = |v: &[u8]| only(&[("x-ratelimit-requests-reset", v)]).reset_after;
+    assert_eq!(reset(b"1714564830000"), secs(30));
+    assert_eq!(reset(b"1714564830000.5"), Some(Duration::new(30, 500_000)));
+    assert_eq!(reset(b"1714564700000"), secs(0)); // in the past
+    // Not the epoch rule: a small number is an instant in 1970, long past.
+    assert_eq!(reset(b"60"), secs(0));
+    assert_eq!(reset(b"1e308"), Some(Duration::MAX));
+    for bad in [&b"-1"[..], b"soon", b"", b"Wed, 01 May 2024 12:00:45 GMT"] {
+        assert!(
+            read(&[("x-ratelimit-requests-reset", bad)]).is_empty(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn linear_is_told_apart_from_openai_and_the_generic_family() {
+    let qs = read(&[
+        ("x-ratelimit-requests-remaining", b"7"),
+        ("x-ratelimit-remaining-requests", b"8"),
+        ("x-ratelimit-remaining", b"9"),
+    ]);
+    let got: Vec<_> = qs.iter().map(|q| (q.dialect, q.remaining)).collect();
+    assert_eq!(
+        got,
+        [
+            (Dialect::XRateLimit, Some(9)),
+            (Dialect::OpenAi, Some(8)),
+            (Dialect::Linear, Some(7)),
+        ]
+    );
+    // Fields Linear does not send, and families it does not have, are ignored.
+    assert!(
+        read(&[
+            ("x-ratelimit-requests-used", b"1"),
+            ("x-ratelimit-requests-limits", b"1"),
+            ("x-ratelimit-complexity", b"1"),
+            ("x-ratelimit-widgets-limit", b"1"),
+        ])
+        .is_empty()
+    );
+}
+
 // --- Several dialects, bad input ---------------------------------------------------
 
 #[test]
 fn dialects_come_in_a_fixed_order() {
     let qs = read(&[
+        ("x-ratelimit-complexity-remaining", b"1"),
         ("x-shopify-shop-api-call-limit", b"1/40"),
         ("anthropic-ratelimit-requests-remaining", b"1"),
         ("x-ratelimit-remaining-requests", b"1"),
@@ -596,7 +702,8 @@ fn dialects_come_in_a_fixed_order() {
             Dialect::IetfDraft,
             Dialect::OpenAi,
             Dialect::Anthropic,
-            Dialect::Shopify
+            Dialect::Shopify,
+            Dialect::Linear
         ]
     );
 }
