@@ -390,6 +390,13 @@ impl PresetBuilder {
                 "is empty: add at least one with `endpoint(url)`",
             ));
         }
+        // Every URL first, before any layer reads one, so the error names
+        // what the user typed and the method that took it.
+        let uris = self
+            .endpoints
+            .iter()
+            .map(|(_, url)| endpoint_uri(url))
+            .collect::<Result<Vec<Uri>, ConfigError>>()?;
         if self.attempt_timeout.is_zero() {
             return Err(ConfigError::new(
                 "attempt_timeout",
@@ -422,13 +429,13 @@ impl PresetBuilder {
         // installed they cost next to nothing and record nowhere.
         // Calls have no endpoint yet: they are labelled with the primary's
         // host and port. Attempts carry their endpoint's.
-        let primary = self.endpoints[0].1.parse::<Uri>().ok();
+        let primary = uris.first();
         // Rate-limit headroom is recorded once, per attempt, where each
         // response's endpoint is known.
         let mut call_metrics = MetricsLayer::builder()
             .classifier(self.classifier.clone())
             .rate_limits(false);
-        if let Some((host, port)) = primary.as_ref().and_then(host_and_port) {
+        if let Some((host, port)) = primary.and_then(host_and_port) {
             call_metrics = call_metrics.server_address(host).server_port(port);
         }
         let call_metrics = call_metrics.build()?;
@@ -443,10 +450,7 @@ impl PresetBuilder {
         let mut quotas = Vec::new();
         let mut limits = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        for (tier, (name, url)) in self.endpoints.iter().enumerate() {
-            let uri: Uri = url.parse().map_err(|e| {
-                ConfigError::new("endpoint", format!("`{url}` is not a valid URL: {e}"))
-            })?;
+        for (tier, ((name, url), uri)) in self.endpoints.iter().zip(uris).enumerate() {
             let name = match name {
                 Some(name) => name.clone(),
                 None => uri
@@ -552,6 +556,41 @@ impl PresetBuilder {
     pub fn build_https(self) -> Result<Preset<HttpsClient>, ConfigError> {
         self.build(HyperConnector::https())
     }
+}
+
+/// An endpoint's base URL, checked: absolute, `http` or `https`, with a
+/// host. The error quotes the URL and names the `endpoint` method.
+fn endpoint_uri(url: &str) -> Result<Uri, ConfigError> {
+    let refuse = |why: String| ConfigError::new("endpoint", why);
+    if url.trim().is_empty() {
+        return Err(refuse(format!(
+            "(`{url:?}`) is empty: an unset environment variable? Pass a base URL such as \
+             `https://api.anthropic.com`"
+        )));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| refuse(format!("`{url}` is not a URL ({e}); write it as `https://host[:port][/base/path]`")))?;
+    let Some(scheme) = uri.scheme_str() else {
+        let hint = if url.contains("//") || url.contains(":/") {
+            "a malformed scheme: write `https://`".to_owned()
+        } else {
+            format!("no scheme: write `https://{url}`")
+        };
+        return Err(refuse(format!("`{url}` has {hint}")));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(refuse(format!(
+            "`{url}` has the scheme `{scheme}`; only `http://` and `https://` are served"
+        )));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(refuse(format!("`{url}` has no host")));
+    }
+    if uri.query().is_some() {
+        return Err(refuse(format!("`{url}` has a query; a base URL takes none")));
+    }
+    Ok(uri)
 }
 
 /// The host and port an endpoint's URL names (the scheme's default port
