@@ -323,6 +323,16 @@ impl<B> Keep<ReplayBody<B>> for Reuse {
 }
 
 impl<B> ReplayBody<B> {
+    /// The whole body, when it was complete at once (`Full`, `String`, …)
+    /// and has not been read yet: what an estimator may read without
+    /// polling anything.
+    pub fn whole(&self) -> Option<&Bytes> {
+        match &self.kind {
+            Kind::Whole { data } => data.as_ref(),
+            _ => None,
+        }
+    }
+
     /// A [`Replay`] that hands out this body again, from the beginning, as
     /// often as the one that handed it out could. A body larger than the
     /// cap, sent once, has none to give.

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use evenkeel_core::ConfigError;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Uri};
+use http::{HeaderMap, HeaderValue, Request, Uri};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -40,12 +40,15 @@ pub struct BaseUrlLayer {
     base: Arc<Base>,
 }
 
+#[derive(Clone)]
 struct Base {
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
     /// The base path without its trailing slash; empty for `/`.
     prefix: String,
+    /// Headers this endpoint sets on every request (its credentials).
+    headers: HeaderMap,
 }
 
 impl BaseUrlLayer {
@@ -76,8 +79,35 @@ impl BaseUrlLayer {
                 authority,
                 host,
                 prefix: path.path().trim_end_matches('/').to_owned(),
+                headers: HeaderMap::new(),
             }),
         })
+    }
+
+    /// Sets `headers` on every request sent through this endpoint,
+    /// replacing the request's own values of those names: the endpoint's
+    /// credentials (a backup region with its own API key) or anything else
+    /// only this endpoint needs.
+    ///
+    /// ```
+    /// use evenkeel_failover::BaseUrlLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let echo = tower::service_fn(|req: http::Request<()>| async move {
+    ///     Ok::<_, std::convert::Infallible>(req.headers()["x-api-key"].clone())
+    /// });
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-api-key", "backup-key".parse()?);
+    /// let backup = BaseUrlLayer::new("https://backup.example")?.with_headers(headers).layer(echo);
+    /// let request = http::Request::get("/v1/messages").header("x-api-key", "primary-key").body(())?;
+    /// assert_eq!(backup.oneshot(request).await?, "backup-key");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        Arc::make_mut(&mut self.base).headers = headers;
+        self
     }
 }
 
@@ -166,6 +196,15 @@ impl Base {
             *request.uri_mut() = uri;
             if let Some(host) = request.headers_mut().get_mut(HOST) {
                 *host = self.host.clone();
+            }
+        }
+        if !self.headers.is_empty() {
+            let headers = request.headers_mut();
+            for name in self.headers.keys() {
+                headers.remove(name);
+            }
+            for (name, value) in &self.headers {
+                headers.append(name.clone(), value.clone());
             }
         }
     }

@@ -6,10 +6,7 @@
 use evenkeel::Preset;
 
 fn refused(url: &str) -> String {
-    let err = Preset::builder()
-        .endpoint(url)
-        .build_http()
-        .expect_err(url);
+    let err = Preset::builder().endpoint(url).build_http().expect_err(url);
     assert_eq!(err.field(), "endpoint", "{url}: {err}");
     err.to_string()
 }
@@ -52,6 +49,9 @@ fn good_urls_build() {
         "http://127.0.0.1:8080/anthropic",
         "HTTPS://API.EXAMPLE",
     ] {
-        assert!(Preset::builder().endpoint(url).build_http().is_ok(), "{url}");
+        assert!(
+            Preset::builder().endpoint(url).build_http().is_ok(),
+            "{url}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod classify;
 mod connector;
+mod endpoint;
 mod timeout;
 
 use std::fmt;
@@ -31,6 +32,7 @@ pub use classify::PresetClassifier;
 pub use connector::{Connector, ConnectorFn, connector_fn};
 #[cfg(feature = "hyper")]
 pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
+pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
 pub use timeout::{AttemptTimeout, TimeoutFuture};
 
 /// Attempts per request, the first included.
@@ -63,6 +65,8 @@ pub type EndpointStack<S> = BaseUrl<
             PresetLimit,
             PresetClassifier,
         >,
+        PresetKey,
+        PresetCost,
     >,
 >;
 
@@ -240,7 +244,9 @@ impl Algorithm for PresetLimit {
 /// Builds a [`Preset`]; [`build`](PresetBuilder::build) validates the whole
 /// configuration and names the field at fault.
 pub struct PresetBuilder {
-    endpoints: Vec<(Option<String>, String)>,
+    endpoints: Vec<PresetEndpoint>,
+    quota_key: Option<String>,
+    cost: PresetCost,
     max_attempts: u32,
     deadline: Duration,
     attempt_timeout: Duration,
@@ -259,6 +265,8 @@ impl Default for PresetBuilder {
     fn default() -> Self {
         PresetBuilder {
             endpoints: Vec::new(),
+            quota_key: None,
+            cost: PresetCost::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline: DEFAULT_DEADLINE,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
@@ -281,14 +289,38 @@ impl PresetBuilder {
     /// further one is a backup tried when those before it are down,
     /// ejected or out of quota.
     pub fn endpoint(mut self, base_url: impl Into<String>) -> Self {
-        self.endpoints.push((None, base_url.into()));
+        self.endpoints.push(PresetEndpoint::new(base_url));
         self
     }
 
     /// Adds an endpoint with a name for events and metrics (the default
     /// name is the URL's authority).
     pub fn named_endpoint(mut self, name: impl Into<String>, base_url: impl Into<String>) -> Self {
-        self.endpoints.push((Some(name.into()), base_url.into()));
+        self.endpoints
+            .push(PresetEndpoint::new(base_url).name(name));
+        self
+    }
+
+    /// Adds an endpoint with settings of its own: a name, request headers
+    /// (its credentials), a quota key. See [`PresetEndpoint`].
+    pub fn add_endpoint(mut self, endpoint: PresetEndpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// The quota key of every endpoint that names none of its own (default:
+    /// each endpoint's authority). With a shared quota store, every
+    /// process using one API key should use one quota key.
+    pub fn quota_key(mut self, key: impl Into<String>) -> Self {
+        self.quota_key = Some(key.into());
+        self
+    }
+
+    /// How a request's quota cost is estimated (default one request, no
+    /// tokens; [`PresetCost::llm`] reads Anthropic and OpenAI bodies, so
+    /// token quotas pace without the caller attaching a `Cost`).
+    pub fn cost(mut self, cost: PresetCost) -> Self {
+        self.cost = cost;
         self
     }
 
@@ -395,7 +427,7 @@ impl PresetBuilder {
         let uris = self
             .endpoints
             .iter()
-            .map(|(_, url)| endpoint_uri(url))
+            .map(|e| endpoint_uri(&e.url))
             .collect::<Result<Vec<Uri>, ConfigError>>()?;
         if self.attempt_timeout.is_zero() {
             return Err(ConfigError::new(
@@ -450,8 +482,9 @@ impl PresetBuilder {
         let mut quotas = Vec::new();
         let mut limits = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        for (tier, ((name, url), uri)) in self.endpoints.iter().zip(uris).enumerate() {
-            let name = match name {
+        for (tier, (endpoint, uri)) in self.endpoints.iter().zip(uris).enumerate() {
+            let url = &endpoint.url;
+            let name = match &endpoint.name {
                 Some(name) => name.clone(),
                 None => uri
                     .authority()
@@ -465,8 +498,17 @@ impl PresetBuilder {
                 ));
             }
             names.push(name.clone());
-            let base = BaseUrlLayer::new(url)?;
+            let base = BaseUrlLayer::new(url)?.with_headers(endpoint_headers(endpoint)?);
+            let key = match endpoint.quota_key.as_ref().or(self.quota_key.as_ref()) {
+                Some(key) if key.is_empty() => {
+                    return Err(ConfigError::new("quota_key", "must not be empty"));
+                }
+                Some(key) => PresetKey::Named(key.as_str().into()),
+                None => PresetKey::Authority,
+            };
             let mut quota = QuotaLayer::builder()
+                .key(key)
+                .estimator(self.cost)
                 .max_wait(self.max_quota_wait)
                 .default_cooldown(BARE_429_COOLDOWN)
                 .max_cooldown(self.max_server_wait)
@@ -558,6 +600,32 @@ impl PresetBuilder {
     }
 }
 
+/// An endpoint's headers, checked: the error names the header and the
+/// endpoint.
+fn endpoint_headers(endpoint: &PresetEndpoint) -> Result<http::HeaderMap, ConfigError> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &endpoint.headers {
+        let bad = |why: String| {
+            ConfigError::new(
+                "header",
+                format!("`{name}: {value}` on `{}` {why}", endpoint.url),
+            )
+        };
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad("has an invalid header name".to_owned()))?;
+        let mut value = http::HeaderValue::from_str(value)
+            .map_err(|_| bad("has an invalid header value".to_owned()))?;
+        if name == http::header::AUTHORIZATION
+            || name.as_str() == "x-api-key"
+            || name.as_str() == "api-key"
+        {
+            value.set_sensitive(true);
+        }
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
 /// An endpoint's base URL, checked: absolute, `http` or `https`, with a
 /// host. The error quotes the URL and names the `endpoint` method.
 fn endpoint_uri(url: &str) -> Result<Uri, ConfigError> {
@@ -568,9 +636,11 @@ fn endpoint_uri(url: &str) -> Result<Uri, ConfigError> {
              `https://api.anthropic.com`"
         )));
     }
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| refuse(format!("`{url}` is not a URL ({e}); write it as `https://host[:port][/base/path]`")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        refuse(format!(
+            "`{url}` is not a URL ({e}); write it as `https://host[:port][/base/path]`"
+        ))
+    })?;
     let Some(scheme) = uri.scheme_str() else {
         let hint = if url.contains("//") || url.contains(":/") {
             "a malformed scheme: write `https://`".to_owned()
@@ -588,7 +658,9 @@ fn endpoint_uri(url: &str) -> Result<Uri, ConfigError> {
         return Err(refuse(format!("`{url}` has no host")));
     }
     if uri.query().is_some() {
-        return Err(refuse(format!("`{url}` has a query; a base URL takes none")));
+        return Err(refuse(format!(
+            "`{url}` has a query; a base URL takes none"
+        )));
     }
     Ok(uri)
 }
@@ -633,6 +705,8 @@ impl fmt::Debug for PresetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PresetBuilder")
             .field("endpoints", &self.endpoints)
+            .field("quota_key", &self.quota_key)
+            .field("cost", &self.cost)
             .field("max_attempts", &self.max_attempts)
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
