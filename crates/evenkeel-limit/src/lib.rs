@@ -127,10 +127,11 @@
 //! On a client, put the limiter *inside* retry and quota pacing (a request
 //! waiting out a backoff or a quota should not hold a permit) and *outside*
 //! a per-attempt timeout (so a timeout is seen, and counted as a drop). With
-//! failover, limit each endpoint separately, inside the failover layer:
+//! failover, quota and limit each endpoint separately, inside the failover
+//! layer, as the preset does (`docs/layer-ordering.md`):
 //!
 //! ```text
-//! metrics → retry → quota → [failover →] limit → attempt timeout → client
+//! metrics → retry → [failover →] quota → limit → attempt timeout → client
 //! ```
 //!
 //! On a server, put it early, before the expensive work, after tracing and
