@@ -121,3 +121,53 @@ fn the_llm_cost_reads_max_tokens_from_a_complete_body() {
     request.extensions_mut().insert(chosen);
     assert_eq!(PresetCost::llm().estimate(&request), chosen);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_declared_rate_paces_an_api_without_headers() {
+    use evenkeel_sim::{Dialect, Sim};
+    use std::time::Duration;
+
+    // Two requests a second, no rate-limit headers: the sim refuses what
+    // goes over. The declared rate keeps every request under it.
+    let sim = Sim::builder()
+        .requests(2.0, 1)
+        .dialect(Dialect::None)
+        .latency(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let upstream = sim.clone();
+    let preset = Preset::builder()
+        .endpoint("http://api.sim")
+        .rate_limit(2, Duration::from_secs(1))
+        .build(connector_fn(move |_| Ok(upstream.clone())))
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let preset = preset.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = Request::get("/v1/models")
+                .header("x-request-id", format!("r{i}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            preset.oneshot(request).await.unwrap().status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.attempts(), 6, "no attempt wasted on a 429");
+    assert_eq!(stats.status_count(http::StatusCode::TOO_MANY_REQUESTS), 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(2_500),
+        "spread at two a second: {:?}",
+        start.elapsed()
+    );
+    let err = Preset::builder()
+        .endpoint("http://api.sim")
+        .rate_limit(0, Duration::from_secs(1))
+        .build_http()
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+}

@@ -20,6 +20,7 @@ use evenkeel_core::rng::Jitter;
 use evenkeel_failover::{
     BaseUrl, BaseUrlLayer, Endpoint, EndpointStatus, Failover, FailoverHandle,
 };
+use evenkeel_headers::Resource;
 use evenkeel_limit::{Aimd, Algorithm, Gradient, Limit, LimitHandle, LimitLayer, Sample, Vegas};
 use evenkeel_metrics::{Metrics, MetricsLayer, Scope};
 use evenkeel_quota::{Quota, QuotaHandle, QuotaLayer, StaticQuota};
@@ -380,6 +381,20 @@ impl PresetBuilder {
     pub fn declare(mut self, quota: StaticQuota) -> Self {
         self.quotas.push(quota);
         self
+    }
+
+    /// Declares a request rate for an API that sends no rate-limit
+    /// headers: `requests` per `per`, spread evenly (a burst of one), on
+    /// every endpoint. `rate_limit(3000, Duration::from_secs(60))` is
+    /// "3000/min". Learned headers still tighten it.
+    pub fn rate_limit(self, requests: u64, per: Duration) -> Self {
+        self.declare(StaticQuota::new(Resource::Requests, requests, per).with_burst(1))
+    }
+
+    /// Like [`rate_limit`](Self::rate_limit), letting up to `burst`
+    /// requests go at once.
+    pub fn rate_limit_with_burst(self, requests: u64, per: Duration, burst: u64) -> Self {
+        self.declare(StaticQuota::new(Resource::Requests, requests, per).with_burst(burst))
     }
 
     /// The concurrency algorithm of each endpoint (default AIMD).
