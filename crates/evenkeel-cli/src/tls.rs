@@ -1,10 +1,16 @@
 //! The client `evenkeel load` sends with: hyper-util over rustls, for
 //! HTTPS and plain HTTP.
 //!
+//! rustls is given its crypto provider (`ring`) by name: with a second
+//! provider compiled in (`aws-lc-rs`, as `metrics-exporter-prometheus`
+//! brings with its default features), rustls has no process default and
+//! `ClientConfig::builder()` panics.
+//!
 //! Self-contained (no `crate::` paths), so that the workspace's
 //! `provider-clash` test compiles this same file next to a second rustls
 //! crypto provider.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use evenkeel::core::BoxError;
@@ -34,7 +40,10 @@ where
     http.set_nodelay(true);
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let tls = rustls::ClientConfig::builder()
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("rustls's ring provider supports TLS 1.2 and 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
