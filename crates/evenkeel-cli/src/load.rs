@@ -15,10 +15,6 @@ use hdrhistogram::Histogram;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Mutex as StdMutex;
 use tokio::time::Instant;
@@ -28,6 +24,7 @@ use crate::Failure;
 use crate::cause::{Cause, Causes};
 use crate::counted::{Counted, REQUEST_ID, Wire, micros_histogram, record_micros};
 use crate::report::Report;
+use crate::tls::{https_client, web_pki_roots};
 
 /// Response bodies are read (so connections are reused and latency is
 /// end to end) up to this many bytes.
@@ -304,26 +301,6 @@ fn progress_message(tally: &Tally) -> String {
     format!("{} ok · {} failed", tally.succeeded, tally.failed)
 }
 
-type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
-
-fn https_client<B>() -> HttpsClient<B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
-}
-
 /// Counters the preset's events feed.
 #[derive(Debug, Default)]
 struct Decisions {
@@ -342,7 +319,7 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
     let decisions = Arc::new(Decisions::default());
     match plan.stack {
         StackArg::Bare => {
-            let client = Counted::new(https_client::<Full<Bytes>>(), wire.clone());
+            let client = Counted::new(https_client::<Full<Bytes>>(web_pki_roots()), wire.clone());
             let target = plan.targets[0].clone();
             drive(plan, progress, wire, decisions, move |req| {
                 let (mut parts, body) = req.into_parts();
@@ -354,7 +331,7 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
             .await
         }
         StackArg::Preset => {
-            let client = Counted::new(https_client::<ConnectorBody>(), wire.clone());
+            let client = Counted::new(https_client::<ConnectorBody>(web_pki_roots()), wire.clone());
             let mut builder = Preset::builder();
             for (name, target) in plan.names.iter().zip(&plan.targets) {
                 let base = format!(

@@ -7,6 +7,7 @@ mod demo;
 mod load;
 mod prom;
 mod report;
+mod tls;
 
 use std::process::ExitCode;
 

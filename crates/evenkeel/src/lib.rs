@@ -94,7 +94,10 @@
 //! - `hyper` (default): [`HyperConnector`] over the hyper-util legacy
 //!   client, plain HTTP.
 //! - `rustls` (default): HTTPS for [`HyperConnector`], with rustls (the
-//!   `ring` provider) and the web PKI roots.
+//!   `ring` provider) and the web PKI roots. The provider is passed to
+//!   rustls by name, so another one compiled into the program (`aws-lc-rs`,
+//!   which `metrics-exporter-prometheus` brings with its default features)
+//!   changes nothing.
 //! - `tracing`: `tracing` events from every layer.
 //! - `full`: everything.
 

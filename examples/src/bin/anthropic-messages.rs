@@ -240,13 +240,16 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A hyper-util client for HTTPS (rustls, web PKI roots) and plain HTTP,
-/// for the request bodies the retry layer hands down.
+/// A hyper-util client for HTTPS (rustls with its `ring` provider, named
+/// so that no process default is needed; web PKI roots) and plain HTTP, for
+/// the request bodies the retry layer hands down.
 fn https_client() -> Client<hyper_rustls::HttpsConnector<HttpConnector>, ReplayBody<Full<Bytes>>> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_provider_and_webpki_roots(provider)
+        .expect("rustls's ring provider supports TLS 1.2 and 1.3")
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);

@@ -99,6 +99,7 @@ mod hyper {
     ///   network, a local simulator);
     /// - [`HyperConnector::https`] (feature `rustls`): HTTPS with rustls and
     ///   the web PKI roots, HTTP/1.1 and HTTP/2 by ALPN;
+    ///   [`HyperConnector::https_with_roots`] trusts other roots;
     /// - [`HyperConnector::new`]: any hyper-util connector.
     ///
     /// Every connector is wrapped in [`MarkConnect`], so that a failure
@@ -137,17 +138,52 @@ mod hyper {
     #[cfg(feature = "rustls")]
     impl HyperConnector<hyper_rustls::HttpsConnector<HttpConnector>> {
         /// HTTPS (and plain HTTP) with rustls and the web PKI roots.
+        ///
+        /// The crypto provider is rustls's `ring`, passed to rustls by name
+        /// rather than looked up as the process default, so a program that
+        /// also compiles in `aws-lc-rs` (as `metrics-exporter-prometheus`
+        /// does with its default features) works the same.
         pub fn https() -> Self {
+            let tls = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(ring())
+                .expect("rustls's ring provider supports TLS 1.2 and 1.3");
+            Self::wrap_tls(tls)
+        }
+
+        /// HTTPS (and plain HTTP) with rustls, trusting `roots` instead of
+        /// the web PKI roots: a private CA, or the root of a proxy that
+        /// inspects TLS. The provider is `ring`, as for
+        /// [`https`](Self::https).
+        pub fn https_with_roots(roots: rustls::RootCertStore) -> Self {
+            let tls = rustls::ClientConfig::builder_with_provider(ring())
+                .with_safe_default_protocol_versions()
+                .expect("rustls's ring provider supports TLS 1.2 and 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Self::wrap_tls(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls))
+        }
+
+        /// `tls` over hyper-util's `HttpConnector`, HTTP/1.1 and HTTP/2 by
+        /// ALPN, `http://` URLs sent in the clear.
+        fn wrap_tls(
+            tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+        ) -> Self {
             let mut http = HttpConnector::new();
             http.set_nodelay(true);
             http.enforce_http(false);
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_webpki_roots()
+            let https = tls
                 .https_or_http()
                 .enable_all_versions()
                 .wrap_connector(http);
             HyperConnector::new(https)
         }
+    }
+
+    /// rustls's `ring` provider, named so that no process default is
+    /// consulted.
+    #[cfg(feature = "rustls")]
+    fn ring() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+        std::sync::Arc::new(rustls::crypto::ring::default_provider())
     }
 
     impl<C> HyperConnector<C> {
