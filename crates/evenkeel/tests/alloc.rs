@@ -20,17 +20,12 @@ use tower::Service;
 
 use support::{Req, Upstream, bare_get, preset, request, resilience_stack, tower_stack};
 
+use evenkeel_alloc_count::{blocks_while, least};
+
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const CALLS: u64 = 400;
-
-/// The least of three counts. dhat counts the allocations of every thread,
-/// and the test harness's main thread allocates once while it waits for the
-/// result, at a moment of its own: on a loaded machine, inside a count.
-fn least(mut count: impl FnMut() -> u64) -> u64 {
-    (0..3).map(|_| count()).min().expect("three counts")
-}
 
 /// Heap blocks allocated by `CALLS` calls through `svc`: requests built
 /// before the count starts, responses dropped inside it.
@@ -61,11 +56,11 @@ where
         call(svc, make());
     }
     let requests: Vec<_> = (0..CALLS).map(|_| make()).collect();
-    let before = dhat::HeapStats::get().total_blocks;
-    for request in requests {
-        call(svc, request);
-    }
-    dhat::HeapStats::get().total_blocks - before
+    blocks_while(|| {
+        for request in requests {
+            call(svc, request);
+        }
+    })
 }
 
 /// Heap blocks of `copies` copies of the head of each of `CALLS` requests:
@@ -76,13 +71,13 @@ fn head_copies(make: fn() -> Req, copies: usize) -> u64 {
 
 fn head_copies_once(make: fn() -> Req, copies: usize) -> u64 {
     let heads: Vec<_> = (0..CALLS).map(|_| make().into_parts().0).collect();
-    let before = dhat::HeapStats::get().total_blocks;
-    for head in &heads {
-        for _ in 0..copies {
-            drop(std::hint::black_box(head.clone()));
+    blocks_while(|| {
+        for head in &heads {
+            for _ in 0..copies {
+                drop(std::hint::black_box(head.clone()));
+            }
         }
-    }
-    dhat::HeapStats::get().total_blocks - before
+    })
 }
 
 /// Heap blocks of passing `CALLS` attempt contexts down in request
@@ -92,15 +87,15 @@ fn head_copies_once(make: fn() -> Req, copies: usize) -> u64 {
 fn context_blocks(clones: usize) -> u64 {
     least(|| {
         let mut heads: Vec<_> = (0..CALLS).map(|_| bare_get().into_parts().0).collect();
-        let before = dhat::HeapStats::get().total_blocks;
-        for head in &mut heads {
-            head.extensions
-                .insert(evenkeel::core::ext::AttemptContext::new(1, None));
-            for _ in 0..clones {
-                drop(std::hint::black_box(head.extensions.clone()));
+        blocks_while(|| {
+            for head in &mut heads {
+                head.extensions
+                    .insert(evenkeel::core::ext::AttemptContext::new(1, None));
+                for _ in 0..clones {
+                    drop(std::hint::black_box(head.extensions.clone()));
+                }
             }
-        }
-        dhat::HeapStats::get().total_blocks - before
+        })
     })
 }
 
@@ -179,13 +174,13 @@ fn the_preset_allocates_only_its_copies_of_the_request_head() {
     let headers = anthropic_response_headers(&anthropic);
     let now = std::time::SystemTime::now();
     let limits = least(|| {
-        let before = dhat::HeapStats::get().total_blocks;
-        for _ in 0..CALLS {
-            drop(std::hint::black_box(evenkeel::headers::rate_limits(
-                &headers, now,
-            )));
-        }
-        dhat::HeapStats::get().total_blocks - before
+        blocks_while(|| {
+            for _ in 0..CALLS {
+                drop(std::hint::black_box(evenkeel::headers::rate_limits(
+                    &headers, now,
+                )));
+            }
+        })
     });
     println!(
         "POST, 2 headers, Anthropic response headers: blocks per call: bare {}, preset {}, \
