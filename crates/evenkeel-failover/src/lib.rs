@@ -147,6 +147,7 @@
 mod base_url;
 mod builder;
 mod config;
+pub mod dns;
 mod endpoint;
 pub mod error;
 pub mod future;
