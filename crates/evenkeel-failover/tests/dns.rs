@@ -126,7 +126,9 @@ async fn settle() {
 fn start(
     resolver: &Scripted,
     fleet: &Fleet,
-    tune: impl FnOnce(evenkeel_failover::dns::DnsDiscoverBuilder) -> evenkeel_failover::dns::DnsDiscoverBuilder,
+    tune: impl FnOnce(
+        evenkeel_failover::dns::DnsDiscoverBuilder,
+    ) -> evenkeel_failover::dns::DnsDiscoverBuilder,
 ) -> (Failover<Upstream>, Recorder) {
     let lb = balancer([]).build().unwrap();
     let events = Recorder::default();
@@ -167,10 +169,17 @@ async fn the_endpoint_set_follows_the_answer_on_its_ttl() {
     fleet.at(1).reset();
     let after = serve_n(&mut lb, 20).await;
     assert!(after.iter().all(|w| w == "b" || w == "c"), "{after:?}");
-    assert_eq!(fleet.at(1).hits(), 0, "a left the answer but was sent requests");
+    assert_eq!(
+        fleet.at(1).hits(),
+        0,
+        "a left the answer but was sent requests"
+    );
 
     let log = events.events();
-    let changes: Vec<&String> = log.iter().filter(|e| e.contains("AddressChanged")).collect();
+    let changes: Vec<&String> = log
+        .iter()
+        .filter(|e| e.contains("AddressChanged"))
+        .collect();
     assert_eq!(changes.len(), 4, "{log:?}");
     assert!(
         log.iter()
@@ -276,11 +285,7 @@ async fn failures_keep_the_last_good_set() {
         .map(|w| w[1] - w[0])
         .collect();
     // 5 s TTL, then 5 s after the first failure, 10 s, 20 s (+5 s timeout).
-    assert_eq!(
-        gaps,
-        [5, 5, 10, 20].map(Duration::from_secs),
-        "{gaps:?}"
-    );
+    assert_eq!(gaps, [5, 5, 10, 20].map(Duration::from_secs), "{gaps:?}");
 
     // Back to a good answer: the set follows it again.
     resolver.set(Script::Answer(vec![ip(3)], Some(5)));
@@ -394,7 +399,10 @@ fn the_builder_refuses_what_cannot_work() {
     assert_eq!(err.field(), "host");
     let err = build(DnsDiscover::builder("https://api.example.com", 443));
     assert_eq!(err.field(), "host");
-    assert!(err.to_string().contains("`https://api.example.com`"), "{err}");
+    assert!(
+        err.to_string().contains("`https://api.example.com`"),
+        "{err}"
+    );
     let err = build(DnsDiscover::builder("api.example.com", 443).ttl_floor(Duration::ZERO));
     assert_eq!(err.field(), "ttl_floor");
     let err = build(

@@ -16,7 +16,9 @@ use futures_core::Stream;
 use tokio::time::{Instant, Sleep, Timeout};
 use tower::discover::Change;
 
-use super::resolve::{Resolution, Resolve, ResolveError, ResolveErrorKind, Resolving, SystemResolver};
+use super::resolve::{
+    Resolution, Resolve, ResolveError, ResolveErrorKind, Resolving, SystemResolver,
+};
 use crate::Endpoint;
 
 /// Default shortest wait between two resolutions, whatever the TTL says.
@@ -367,10 +369,7 @@ impl DnsDiscoverBuilder {
         if self.floor > self.ceiling {
             return Err(ConfigError::new(
                 "ttl_floor",
-                format!(
-                    "{:?} is above the ceiling ({:?})",
-                    self.floor, self.ceiling
-                ),
+                format!("{:?} is above the ceiling ({:?})", self.floor, self.ceiling),
             ));
         }
         if self.timeout.is_zero() {

@@ -174,7 +174,8 @@ impl HickoryResolverBuilder {
     /// usually); its certificate must name `server_name`.
     #[cfg(feature = "hickory-tls")]
     pub fn tls(mut self, server: SocketAddr, server_name: &str) -> Self {
-        self.servers.push((Protocol::Tls(server_name.into()), server));
+        self.servers
+            .push((Protocol::Tls(server_name.into()), server));
         self
     }
 
@@ -183,7 +184,8 @@ impl HickoryResolverBuilder {
     /// `server_name`.
     #[cfg(feature = "hickory-tls")]
     pub fn https(mut self, server: SocketAddr, server_name: &str) -> Self {
-        self.servers.push((Protocol::Https(server_name.into()), server));
+        self.servers
+            .push((Protocol::Https(server_name.into()), server));
         self
     }
 
