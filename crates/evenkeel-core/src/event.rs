@@ -97,6 +97,33 @@ pub enum Event<'a> {
         /// The endpoint now preferred again.
         to: &'a str,
     },
+    /// A host name was resolved for endpoint discovery.
+    DnsResolved {
+        /// The host name.
+        host: &'a str,
+        /// Addresses in the answer.
+        addresses: usize,
+        /// The answer's time to live, when the resolver reports one.
+        ttl: Option<Duration>,
+    },
+    /// Resolving a host name failed; the last good set of addresses stays.
+    DnsFailed {
+        /// The host name.
+        host: &'a str,
+        /// What went wrong, in a word: `nxdomain`, `no_records`,
+        /// `timeout`, `servfail` or `other`.
+        reason: &'a str,
+    },
+    /// An address joined or left a host's answer, and with it the
+    /// endpoint set.
+    AddressChanged {
+        /// The host name.
+        host: &'a str,
+        /// The address.
+        address: std::net::SocketAddr,
+        /// `true` when it joined, `false` when it left (and drains).
+        added: bool,
+    },
 }
 
 /// Why a layer stopped resending a request.

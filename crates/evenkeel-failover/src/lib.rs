@@ -64,6 +64,11 @@
 //!   When nothing can take a request, [`call`](tower_service::Service::call)
 //!   fails with [`NoEndpointAvailable`](error::NoEndpointAvailable);
 //!   `poll_ready` never fails, so a `Buffer` in front survives.
+//! - **DNS discovery** ([`dns::DnsDiscover`]): one endpoint per address of
+//!   a host's answer, following the record's TTL (within a floor and a
+//!   ceiling), draining addresses that leave, keeping the last good set
+//!   when resolution fails; from the system resolver, pinned answers, or
+//!   chosen name servers.
 //! - **Events**: `EndpointState`, `Failover` and `Failback`
 //!   ([`evenkeel_core::event::Event`]) to the listener given to
 //!   [`FailoverBuilder::on_event`]; `tracing` with the `tracing` feature.
@@ -125,7 +130,10 @@
 //!   ([`Probe::http`]), on hyper's client connection API. Without it, TCP,
 //!   custom and [`Probe::service`] probes remain.
 //! - `tracing`: `tracing` events for ejections, readmissions, state changes,
-//!   failovers and failbacks.
+//!   failovers and failbacks (and failed DNS resolutions).
+//! - `hickory`: [`dns::HickoryResolver`], name servers you choose over UDP
+//!   and TCP, on hickory-resolver. `hickory-tls` adds DNS over TLS and DNS
+//!   over HTTPS (rustls, with its `ring` provider named explicitly).
 //!
 //! # Layer ordering
 //!
@@ -147,6 +155,7 @@
 mod base_url;
 mod builder;
 mod config;
+pub mod dns;
 mod endpoint;
 pub mod error;
 pub mod future;

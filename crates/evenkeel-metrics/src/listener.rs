@@ -42,6 +42,9 @@ const STATES: [EndpointState; 5] = [
 /// | `EndpointState` | `evenkeel.endpoint.state` (gauge, state set) | `evenkeel.endpoint`, `evenkeel.state` |
 /// | `Failover` | `evenkeel.failover.failovers` (counter) | `evenkeel.failover.from`, `evenkeel.failover.to`, `error.type` |
 /// | `Failback` | `evenkeel.failover.failbacks` (counter) | `evenkeel.failover.to` |
+/// | `DnsResolved` | `evenkeel.dns.resolutions` (counter), `evenkeel.dns.addresses` (gauge), `evenkeel.dns.ttl` (histogram, s, when the answer has one) | `evenkeel.dns.host`; the counter also `evenkeel.dns.outcome` = `ok` |
+/// | `DnsFailed` | `evenkeel.dns.resolutions` (counter) | `evenkeel.dns.host`, `evenkeel.dns.outcome` (`nxdomain`, `no_records`, `timeout`, `servfail`, `other`) |
+/// | `AddressChanged` | `evenkeel.dns.address_changes` (counter) | `evenkeel.dns.host`, `evenkeel.dns.change` (`added`, `removed`) |
 ///
 /// Limiter, quota-key and endpoint names come from your configuration and
 /// must form a small fixed set: the first [`DEFAULT_MAX_NAMES`] distinct
@@ -75,6 +78,10 @@ struct State {
     endpoint_states: Map<u32, Vec<(&'static str, Gauge)>>,
     failovers: Map<(u32, u32, &'static str), Counter>,
     failbacks: Map<u32, Counter>,
+    dns_resolutions: Map<(u32, &'static str), Counter>,
+    dns_addresses: Map<u32, Gauge>,
+    dns_ttl: Map<u32, Histogram>,
+    dns_changes: Map<(u32, bool), Counter>,
 }
 
 impl MetricsListener {
@@ -100,6 +107,10 @@ impl MetricsListener {
                 endpoint_states: Map::default(),
                 failovers: Map::default(),
                 failbacks: Map::default(),
+                dns_resolutions: Map::default(),
+                dns_addresses: Map::default(),
+                dns_ttl: Map::default(),
+                dns_changes: Map::default(),
             }),
         }
     }
@@ -156,6 +167,13 @@ impl Listener for MetricsListener {
             Event::EndpointState { endpoint, state } => s.endpoint_state(endpoint, state),
             Event::Failover { from, to, outcome } => s.failover(from, to, outcome),
             Event::Failback { to } => s.failback(to),
+            Event::DnsResolved {
+                host,
+                addresses,
+                ttl,
+            } => s.dns_resolved(host, addresses, ttl),
+            Event::DnsFailed { host, reason } => s.dns_resolution(host, reason),
+            Event::AddressChanged { host, added, .. } => s.dns_change(host, added),
             _ => {}
         }
     }
@@ -304,6 +322,66 @@ impl State {
                     label(l.outcome, error),
                 ];
                 counter(self.naming.failovers, labels)
+            },
+            |c| c.increment(1),
+        );
+    }
+
+    fn dns_resolution(&self, host: &str, outcome: &str) {
+        let id = self.names.id(host);
+        // The outcomes are a closed set; anything else is `other`.
+        let outcome = match outcome {
+            "ok" => "ok",
+            "nxdomain" => "nxdomain",
+            "no_records" => "no_records",
+            "timeout" => "timeout",
+            "servfail" => "servfail",
+            _ => "other",
+        };
+        self.dns_resolutions.with(
+            (id, outcome),
+            || {
+                let l = &self.naming.labels;
+                let labels = vec![
+                    label(l.dns_host, self.names.value(id)),
+                    label(l.dns_outcome, outcome),
+                ];
+                counter(self.naming.dns_resolutions, labels)
+            },
+            |c| c.increment(1),
+        );
+    }
+
+    fn dns_resolved(&self, host: &str, addresses: usize, ttl: Option<Duration>) {
+        self.dns_resolution(host, "ok");
+        let id = self.names.id(host);
+        let host_label = || vec![label(self.naming.labels.dns_host, self.names.value(id))];
+        self.dns_addresses.with(
+            id,
+            || gauge(self.naming.dns_addresses, host_label()),
+            |g| g.set(addresses as f64),
+        );
+        if let Some(ttl) = ttl {
+            self.dns_ttl.with(
+                id,
+                || histogram(self.naming.dns_ttl, host_label()),
+                |h| h.record(ttl.as_secs_f64()),
+            );
+        }
+    }
+
+    fn dns_change(&self, host: &str, added: bool) {
+        let id = self.names.id(host);
+        self.dns_changes.with(
+            (id, added),
+            || {
+                let l = &self.naming.labels;
+                let change = if added { "added" } else { "removed" };
+                let labels = vec![
+                    label(l.dns_host, self.names.value(id)),
+                    label(l.dns_change, change),
+                ];
+                counter(self.naming.dns_address_changes, labels)
             },
             |c| c.increment(1),
         );

@@ -60,6 +60,14 @@ pub const ENDPOINT_STATE: &str = "evenkeel.endpoint.state";
 pub const FAILOVERS: &str = "evenkeel.failover.failovers";
 /// Returns of traffic to a preferred endpoint.
 pub const FAILBACKS: &str = "evenkeel.failover.failbacks";
+/// Host-name resolutions for endpoint discovery, by outcome.
+pub const DNS_RESOLUTIONS: &str = "evenkeel.dns.resolutions";
+/// Addresses in a host's last good answer.
+pub const DNS_ADDRESSES: &str = "evenkeel.dns.addresses";
+/// The time to live of each answer, in seconds.
+pub const DNS_TTL: &str = "evenkeel.dns.ttl";
+/// Addresses that joined or left a host's answer.
+pub const DNS_ADDRESS_CHANGES: &str = "evenkeel.dns.address_changes";
 
 /// Label: the request method (OpenTelemetry `http.request.method`); methods
 /// outside the standard set are `_OTHER`.
@@ -96,6 +104,13 @@ pub const STATE: &str = "evenkeel.state";
 pub const FAILOVER_FROM: &str = "evenkeel.failover.from";
 /// Label: the endpoint a failover or failback went to.
 pub const FAILOVER_TO: &str = "evenkeel.failover.to";
+/// Label: the host name resolved for discovery.
+pub const DNS_HOST: &str = "evenkeel.dns.host";
+/// Label: a resolution's outcome: `ok`, `nxdomain`, `no_records`,
+/// `timeout`, `servfail` or `other`.
+pub const DNS_OUTCOME: &str = "evenkeel.dns.outcome";
+/// Label: how an address changed: `added` or `removed`.
+pub const DNS_CHANGE: &str = "evenkeel.dns.change";
 
 /// OpenTelemetry's advised bucket boundaries for `http.client.request.duration`,
 /// in seconds.
@@ -109,6 +124,9 @@ pub const SHORT_LATENCY_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.0, 5.0];
 pub const WAIT_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
+/// Buckets for DNS times to live, in seconds: from failover-short records
+/// to a day.
+pub const TTL_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
 
 /// The label keys of a [`Naming`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +168,12 @@ pub struct LabelNames {
     pub from: &'static str,
     /// The endpoint a failover or failback went to.
     pub to: &'static str,
+    /// The host name of the DNS metrics.
+    pub dns_host: &'static str,
+    /// The outcome of a resolution.
+    pub dns_outcome: &'static str,
+    /// How an address changed.
+    pub dns_change: &'static str,
 }
 
 /// One complete set of metric names and label keys.
@@ -207,6 +231,14 @@ pub struct Naming {
     pub failovers: &'static str,
     /// Failback counter.
     pub failbacks: &'static str,
+    /// Resolution counter (endpoint discovery).
+    pub dns_resolutions: &'static str,
+    /// Addresses-per-host gauge.
+    pub dns_addresses: &'static str,
+    /// Answer TTL histogram (seconds).
+    pub dns_ttl: &'static str,
+    /// Address change counter.
+    pub dns_address_changes: &'static str,
     /// The label keys.
     pub labels: LabelNames,
     /// The advised buckets of the two duration histograms.
@@ -244,6 +276,10 @@ impl Naming {
         endpoint_state: ENDPOINT_STATE,
         failovers: FAILOVERS,
         failbacks: FAILBACKS,
+        dns_resolutions: DNS_RESOLUTIONS,
+        dns_addresses: DNS_ADDRESSES,
+        dns_ttl: DNS_TTL,
+        dns_address_changes: DNS_ADDRESS_CHANGES,
         labels: LabelNames {
             method: METHOD,
             status_code: STATUS_CODE,
@@ -262,6 +298,9 @@ impl Naming {
             state: STATE,
             from: FAILOVER_FROM,
             to: FAILOVER_TO,
+            dns_host: DNS_HOST,
+            dns_outcome: DNS_OUTCOME,
+            dns_change: DNS_CHANGE,
         },
         duration_buckets: OTEL_DURATION_BUCKETS,
     };
@@ -293,6 +332,10 @@ impl Naming {
         endpoint_state: "endpoint_state",
         failovers: "failovers_total",
         failbacks: "failbacks_total",
+        dns_resolutions: "dns_resolutions_total",
+        dns_addresses: "dns_addresses",
+        dns_ttl: "dns_ttl_seconds",
+        dns_address_changes: "dns_address_changes_total",
         labels: LabelNames {
             method: "method",
             status_code: "status_code",
@@ -311,12 +354,15 @@ impl Naming {
             state: "state",
             from: "from",
             to: "to",
+            dns_host: "host",
+            dns_outcome: "outcome",
+            dns_change: "change",
         },
         duration_buckets: SHORT_LATENCY_BUCKETS,
     };
 
     /// Every metric name with its kind, unit and help text.
-    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 19] {
+    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 23] {
         use Kind::{Counter, Gauge, Histogram};
         [
             (
@@ -433,6 +479,30 @@ impl Naming {
                 Unit::Count,
                 "Returns of traffic to a preferred endpoint.",
             ),
+            (
+                self.dns_resolutions,
+                Counter,
+                Unit::Count,
+                "Host-name resolutions for endpoint discovery, by host and outcome.",
+            ),
+            (
+                self.dns_addresses,
+                Gauge,
+                Unit::Count,
+                "Addresses in each host's last good DNS answer.",
+            ),
+            (
+                self.dns_ttl,
+                Histogram,
+                Unit::Seconds,
+                "Time to live of each DNS answer, per host.",
+            ),
+            (
+                self.dns_address_changes,
+                Counter,
+                Unit::Count,
+                "Addresses that joined or left a host's DNS answer.",
+            ),
         ]
     }
 
@@ -472,12 +542,13 @@ impl Naming {
     /// # let _ = recorder;
     /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
     /// ```
-    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 4] {
+    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 5] {
         [
             (self.duration, self.duration_buckets),
             (self.attempt_duration, self.duration_buckets),
             (self.retry_wait, WAIT_BUCKETS),
             (self.quota_wait, WAIT_BUCKETS),
+            (self.dns_ttl, TTL_BUCKETS),
         ]
     }
 
@@ -511,6 +582,9 @@ impl Naming {
             Some(l.state),
             Some(l.from),
             Some(l.to),
+            Some(l.dns_host),
+            Some(l.dns_outcome),
+            Some(l.dns_change),
         ];
         if keys.iter().flatten().any(|k| k.is_empty()) {
             return Err("a label key is empty");

@@ -336,3 +336,48 @@ fn describe_registers_a_unit_for_every_name() {
         );
     }
 }
+
+#[test]
+fn dns_resolutions_addresses_ttl_and_changes() {
+    let address = "10.0.0.1:443".parse().unwrap();
+    let all = record(|events| {
+        events.emit(|| Event::DnsResolved {
+            host: "api.example.com",
+            addresses: 3,
+            ttl: Some(Duration::from_secs(30)),
+        });
+        events.emit(|| Event::AddressChanged {
+            host: "api.example.com",
+            address,
+            added: true,
+        });
+        events.emit(|| Event::DnsFailed {
+            host: "api.example.com",
+            reason: "servfail",
+        });
+        events.emit(|| Event::DnsResolved {
+            host: "api.example.com",
+            addresses: 2,
+            ttl: None,
+        });
+        events.emit(|| Event::AddressChanged {
+            host: "api.example.com",
+            address,
+            added: false,
+        });
+    });
+    let host = ("evenkeel.dns.host", "api.example.com");
+    let by = |outcome| [host, ("evenkeel.dns.outcome", outcome)];
+    assert_eq!(counter(&all, names::DNS_RESOLUTIONS, &by("ok")), 2);
+    assert_eq!(counter(&all, names::DNS_RESOLUTIONS, &by("servfail")), 1);
+    assert_eq!(gauge(&all, names::DNS_ADDRESSES, &[host]), 2.0);
+    assert_eq!(histogram(&all, names::DNS_TTL, &[host]), [30.0]);
+    for change in ["added", "removed"] {
+        let labels = [host, ("evenkeel.dns.change", change)];
+        assert_eq!(
+            counter(&all, names::DNS_ADDRESS_CHANGES, &labels),
+            1,
+            "{change}"
+        );
+    }
+}

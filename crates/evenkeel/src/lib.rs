@@ -98,6 +98,9 @@
 //!   rustls by name, so another one compiled into the program (`aws-lc-rs`,
 //!   which `metrics-exporter-prometheus` brings with its default features)
 //!   changes nothing.
+//! - `hickory`: `failover::dns::HickoryResolver`, DNS name servers you
+//!   choose (UDP, TCP) for endpoint discovery; `hickory-tls` adds DNS over
+//!   TLS and over HTTPS.
 //! - `tracing`: `tracing` events from every layer.
 //! - `full`: everything.
 
