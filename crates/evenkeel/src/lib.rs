@@ -129,5 +129,14 @@ pub use preset::{
     DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetCost,
     PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
 };
+#[cfg(any(feature = "hyper", feature = "reqwest"))]
+pub use preset::ConnectorBody;
+#[cfg(feature = "reqwest-middleware")]
+pub use preset::{EvenkeelMiddleware, NextFuture, NextService};
 #[cfg(feature = "hyper")]
-pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+pub use preset::{HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+#[cfg(feature = "reqwest")]
+pub use preset::{
+    ReqwestConnector, ReqwestFuture, ReqwestService, reqwest_client_builder,
+    reqwest_client_builder_with_roots,
+};
