@@ -120,6 +120,8 @@ pub use evenkeel_quota as quota;
 pub use evenkeel_retry as retry;
 
 pub use ext::ServiceBuilderExt;
+#[cfg(any(feature = "hyper", feature = "reqwest"))]
+pub use preset::ConnectorBody;
 #[cfg(feature = "rustls")]
 pub use preset::HttpsClient;
 #[cfg(feature = "preset")]
@@ -129,8 +131,6 @@ pub use preset::{
     DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetCost,
     PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
 };
-#[cfg(any(feature = "hyper", feature = "reqwest"))]
-pub use preset::ConnectorBody;
 #[cfg(feature = "reqwest-middleware")]
 pub use preset::{EvenkeelMiddleware, NextFuture, NextService};
 #[cfg(feature = "hyper")]

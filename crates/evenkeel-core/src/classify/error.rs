@@ -449,10 +449,8 @@ mod tests {
             Box::new(io::Error::other("operation was canceled")),
         ));
         assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Maybe));
-        let refused_io = SentError::new(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            "refused",
-        ));
+        let refused_io =
+            SentError::new(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         assert_eq!(kind(&refused_io).1, Sent::Maybe);
         let reset = SentError::new(io::Error::new(io::ErrorKind::ConnectionReset, "x"));
         assert_eq!(kind(&reset), (FailureKind::ConnectionReset, Sent::Maybe));
