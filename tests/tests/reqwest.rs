@@ -358,7 +358,7 @@ async fn retry_after_is_obeyed(door: Door) {
     assert_eq!(stats.status_count(StatusCode::TOO_MANY_REQUESTS), 4);
     assert_eq!(front.attempts(), stats.attempts());
     assert_eq!(stats.attempts(), 8);
-    let waits = waits.lock().unwrap();
+    let waits = waits.lock().unwrap().clone();
     assert_eq!(waits.len(), 4, "one retry per request: {waits:?}");
     for &wait in waits.iter() {
         assert!(wait >= WAIT, "a retry waited {wait:?}");
