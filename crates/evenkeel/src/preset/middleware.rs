@@ -1,59 +1,5 @@
 //! The preset as a `reqwest-middleware` middleware (feature
-//! `reqwest-middleware`).
-//!
-//! [`EvenkeelMiddleware`] runs the whole preset stack inside a
-//! `ClientWithMiddleware`, with the rest of the middleware chain (the
-//! middlewares added after it, then the `reqwest::Client`) as the service
-//! of every endpoint:
-//!
-//! ```no_run
-//! use reqwest_middleware::ClientBuilder;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let preset = evenkeel::Preset::builder()
-//!     .endpoint("https://api.anthropic.com")
-//!     .endpoint("https://llm-proxy.internal.example/anthropic");
-//! let client = ClientBuilder::new(evenkeel::reqwest_client_builder().build()?)
-//!     .with(evenkeel::EvenkeelMiddleware::new(preset)?)
-//!     .build();
-//!
-//! // A path: the endpoint supplies scheme, host and base path. An absolute
-//! // URL works too; its path and query are kept.
-//! let response = client
-//!     .post("http://evenkeel.invalid/v1/messages")
-//!     .header("content-type", "application/json")
-//!     .body(r#"{"max_tokens":16}"#)
-//!     .send()
-//!     .await?;
-//! println!("{} from {}", response.status(), response.url());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Bodies
-//!
-//! A body that reqwest holds whole (a `String`, `Vec<u8>`, `Bytes`, JSON)
-//! is resent without a copy. A streaming body (`reqwest::Body::wrap`,
-//! `wrap_stream`) is kept as it is sent, up to the retry layer's cap
-//! (1 MiB), and replayed from what was kept; past the cap it is sent once
-//! and never replayed: the answer that would have been retried (a 429, a
-//! 503) goes back to the caller.
-//!
-//! # Extensions
-//!
-//! The `Extensions` handed to the middleware are copied into the request
-//! the preset sees, so every layer reads what a caller put there (a quota
-//! `Cost`, an `AttemptContext` with its own deadline). Each attempt runs
-//! the rest of the chain with a copy of them; when the call ends they hold
-//! what the chain left in them on the last attempt that got an answer.
-//!
-//! # Errors
-//!
-//! A failure of reqwest comes back as `reqwest_middleware::Error::Reqwest`,
-//! as without evenkeel. evenkeel's own refusals (`QuotaExhausted`,
-//! `DeadlineExceeded`, `NoEndpointAvailable`, `TimedOut`, …) come back as
-//! `Error::Middleware`; find one with
-//! [`EvenkeelMiddleware::error`].
+//! `reqwest-middleware`); see [`EvenkeelMiddleware`].
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -83,8 +29,58 @@ use super::{Preset, PresetBuilder};
 /// chain: middlewares added after it run once per attempt, those before it
 /// once per call. Add it once per client; clones of a
 /// `ClientWithMiddleware` share its state (budget, quotas, limits,
-/// endpoint health). See the [module docs](self) for bodies, extensions and
-/// errors.
+/// endpoint health).
+///
+/// ```no_run
+/// use reqwest_middleware::ClientBuilder;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let preset = evenkeel::Preset::builder()
+///     .endpoint("https://api.anthropic.com")
+///     .endpoint("https://llm-proxy.internal.example/anthropic");
+/// let client = ClientBuilder::new(evenkeel::reqwest_client_builder().build()?)
+///     .with(evenkeel::EvenkeelMiddleware::new(preset)?)
+///     .build();
+///
+/// // A path: the endpoint supplies scheme, host and base path. An absolute
+/// // URL works too; its path and query are kept.
+/// let response = client
+///     .post("http://evenkeel.invalid/v1/messages")
+///     .header("content-type", "application/json")
+///     .body(r#"{"max_tokens":16}"#)
+///     .send()
+///     .await?;
+/// println!("{} from {}", response.status(), response.url());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Bodies
+///
+/// A body that reqwest holds whole (a `String`, `Vec<u8>`, `Bytes`, JSON)
+/// is resent without a copy. A streaming body (`reqwest::Body::wrap`,
+/// `wrap_stream`) is kept as it is sent, up to the retry layer's cap
+/// (1 MiB), and replayed from what was kept; past the cap it is sent once
+/// and never replayed: the answer that would have been retried (a 429, a
+/// 503) goes back to the caller.
+///
+/// # Extensions
+///
+/// The `Extensions` handed to the middleware are copied into the request
+/// the preset sees, so every layer reads what a caller put there (a quota
+/// `Cost`, an `AttemptContext` with its own deadline). Each attempt runs
+/// the rest of the chain with a copy of them; when the call ends they hold
+/// what the chain left in them on the last attempt that got an answer.
+///
+/// # Errors
+///
+/// A failure of reqwest comes back as `reqwest_middleware::Error::Reqwest`,
+/// as without evenkeel. evenkeel's own refusals (`QuotaExhausted`,
+/// `DeadlineExceeded`, `NoEndpointAvailable`, `TimedOut`, …) come back as
+/// `Error::Middleware`; find one with
+/// [`EvenkeelMiddleware::error`].
+///
+/// # Building
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,7 +90,7 @@ use super::{Preset, PresetBuilder};
 ///         .max_attempts(4),
 /// )?;
 /// assert_eq!(middleware.preset().endpoints().len(), 1);
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+/// let client = reqwest_middleware::ClientBuilder::new(evenkeel::reqwest_client_builder().build()?)
 ///     .with(middleware)
 ///     .build();
 /// # drop(client);

@@ -1,42 +1,5 @@
-//! The preset over a `reqwest::Client` (feature `reqwest`).
-//!
-//! [`ReqwestConnector`] makes the preset's per-endpoint service from a
-//! `reqwest::Client`, so every layer (retry, quota, limit, failover,
-//! metrics) runs on the client's own connection pool, TLS, proxies,
-//! cookies and redirects:
-//!
-//! ```no_run
-//! use bytes::Bytes;
-//! use http_body_util::Full;
-//! use tower::ServiceExt;
-//!
-//! # async fn run() -> Result<(), evenkeel::core::BoxError> {
-//! let client = evenkeel::reqwest_client_builder()
-//!     .user_agent("my-app/1.0")
-//!     .build()?;
-//! let preset = evenkeel::Preset::builder()
-//!     .endpoint("https://api.anthropic.com")
-//!     .endpoint("https://llm-proxy.internal.example/anthropic")
-//!     .build(evenkeel::ReqwestConnector::new(client))?;
-//!
-//! let request = http::Request::post("/v1/messages")
-//!     .header("content-type", "application/json")
-//!     .body(Full::new(Bytes::from_static(br#"{"max_tokens":16}"#)))?;
-//! let response = preset.oneshot(request).await?;
-//! // Back to reqwest's own type, URL included.
-//! let response = reqwest::Response::from(response.map(reqwest::Body::wrap));
-//! println!("{} from {}", response.status(), response.url());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Failures are told apart by the phase reqwest reports, never by the words
-//! of a message: a connect failure (`is_connect()`: DNS, a refused
-//! connection, the TLS handshake, a proxy's tunnel) reaches the classifier
-//! as a [`ConnectError`], never sent, so failover moves any request at once;
-//! everything after the request was handed over (a timeout, a reset, a body
-//! or redirect error) as a [`SentError`], maybe processed, so a POST is
-//! never sent again after it.
+//! The preset over a `reqwest::Client` (feature `reqwest`); see
+//! [`ReqwestConnector`].
 
 use std::fmt;
 use std::future::Future;
@@ -63,7 +26,13 @@ use super::connector::Connector;
 ///
 /// The provider is passed to rustls by name rather than looked up as the
 /// process default, so a program that also compiles in `aws-lc-rs` works
-/// the same, and no OpenSSL is linked. Everything else (proxies, cookies,
+/// the same, and no OpenSSL is linked.
+///
+/// evenkeel enables reqwest's rustls without a provider of its own: unless
+/// the program turns on one of reqwest's TLS features itself (or installs a
+/// process-wide rustls provider), `reqwest::Client::new()` and
+/// `reqwest::Client::builder().build()` panic for want of one. Start from
+/// this builder instead. Everything else (proxies, cookies,
 /// timeouts, redirects, the pool) is set on the builder as usual; a root
 /// store set here replaces what `add_root_certificate` would add, so use
 /// [`reqwest_client_builder_with_roots`] for a private CA.
@@ -108,11 +77,46 @@ pub fn reqwest_client_builder_with_roots(roots: rustls::RootCertStore) -> reqwes
 /// handed to reqwest as `Bytes`, without a copy; a streaming one is
 /// streamed, kept for a resend up to the retry layer's cap.
 ///
-/// Errors are sorted by the phase reqwest reports: see the
-/// [module docs](self). Responses come back as `http::Response<reqwest::Body>`
+/// Responses come back as `http::Response<reqwest::Body>`
 /// whose body streams; the response's URL (after redirects) travels in its
 /// extensions, so `reqwest::Response::from(response.map(reqwest::Body::wrap))`
 /// gives it back.
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::ServiceExt;
+///
+/// # async fn run() -> Result<(), evenkeel::core::BoxError> {
+/// let client = evenkeel::reqwest_client_builder()
+///     .user_agent("my-app/1.0")
+///     .build()?;
+/// let preset = evenkeel::Preset::builder()
+///     .endpoint("https://api.anthropic.com")
+///     .endpoint("https://llm-proxy.internal.example/anthropic")
+///     .build(evenkeel::ReqwestConnector::new(client))?;
+///
+/// let request = http::Request::post("/v1/messages")
+///     .header("content-type", "application/json")
+///     .body(Full::new(Bytes::from_static(br#"{"max_tokens":16}"#)))?;
+/// let response = preset.oneshot(request).await?;
+/// // Back to reqwest's own type, URL included.
+/// let response = reqwest::Response::from(response.map(reqwest::Body::wrap));
+/// println!("{} from {}", response.status(), response.url());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Failures are told apart by the phase reqwest reports, never by the words
+/// of a message: a connect failure (`is_connect()`: DNS, a refused
+/// connection, the TLS handshake, a proxy's tunnel) reaches the classifier
+/// as a [`ConnectError`], never sent, so failover moves any request at once;
+/// everything after the request was handed over (a timeout, a reset, a body
+/// or redirect error) as a [`SentError`], maybe processed, so a POST is
+/// never sent again after it. The client's own `timeout` thus bounds each
+/// attempt as a maybe-processed timeout; its own retries (by default only
+/// HTTP/2 refusals, which were never processed) stay as the client sets
+/// them.
 pub struct ReqwestConnector<B = Full<Bytes>> {
     client: reqwest::Client,
     _body: PhantomData<fn(B)>,
