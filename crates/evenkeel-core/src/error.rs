@@ -216,6 +216,85 @@ impl std::error::Error for ConnectError {
     }
 }
 
+/// The attempt failed after the request was handed to the connection: it
+/// may have been written, and so processed.
+///
+/// Connectors whose client reports the phase of a failure (reqwest's
+/// `is_connect()`, for one) wrap every failure that is not a
+/// [`ConnectError`] in it, so that [`classify_error`](crate::classify_error)
+/// counts it as maybe processed whatever words its message holds: a POST is
+/// never resent after it. [`SentError::timed_out`] marks a timeout of the
+/// client's own.
+///
+/// ```
+/// use std::io;
+/// use evenkeel_core::error::SentError;
+/// use evenkeel_core::{classify_error, FailureKind, Outcome, Sent};
+///
+/// // Words that alone would read as "cancelled before it was written".
+/// let err = SentError::new(io::Error::other("operation was canceled"));
+/// match classify_error(&err) {
+///     Outcome::Failed(f) => assert_eq!(f.sent, Sent::Maybe),
+///     other => panic!("{other:?}"),
+/// }
+/// let timeout = SentError::timed_out(io::Error::other("deadline"));
+/// match classify_error(&timeout) {
+///     Outcome::Failed(f) => assert_eq!((f.kind, f.sent), (FailureKind::Timeout, Sent::Maybe)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct SentError {
+    source: BoxError,
+    timeout: bool,
+}
+
+impl SentError {
+    /// Marks `source` as a failure after the request was handed over.
+    pub fn new(source: impl Into<BoxError>) -> Self {
+        SentError {
+            source: source.into(),
+            timeout: false,
+        }
+    }
+
+    /// Marks `source` as the client's own timeout, after the request was
+    /// handed over.
+    pub fn timed_out(source: impl Into<BoxError>) -> Self {
+        SentError {
+            source: source.into(),
+            timeout: true,
+        }
+    }
+
+    /// `true` when the client reported a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    /// The client's own error.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// Unwraps the client's own error.
+    pub fn into_inner(self) -> BoxError {
+        self.source
+    }
+}
+
+impl fmt::Display for SentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request failed after it was sent: {}", self.source)
+    }
+}
+
+impl std::error::Error for SentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// A builder was given a configuration that cannot work.
 ///
 /// The message names the field and what is wrong with it.

@@ -54,6 +54,39 @@
 //! `tower::Service<http::Request<B>>` per endpoint fits through
 //! [`Connector`] (a tonic `Channel`, for instance).
 //!
+//! # From reqwest
+//!
+//! Code written against `reqwest` keeps its client. With the feature
+//! `reqwest`, [`ReqwestConnector`] runs the preset on a `reqwest::Client`
+//! (its TLS, proxies and cookies), and [`reqwest_client_builder`] starts a
+//! client on rustls with the `ring` provider named. With
+//! `reqwest-middleware`, [`EvenkeelMiddleware`] adds the preset to a
+//! `ClientWithMiddleware` in one line:
+//!
+//! ```no_run
+//! # #[cfg(feature = "reqwest-middleware")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = reqwest_middleware::ClientBuilder::new(evenkeel::reqwest_client_builder().build()?)
+//!     .with(evenkeel::EvenkeelMiddleware::new(
+//!         evenkeel::Preset::builder()
+//!             .endpoint("https://api.anthropic.com")
+//!             .endpoint("https://llm-proxy.internal.example/anthropic"),
+//!     )?)
+//!     .build();
+//! let response = client
+//!     .post("https://api.anthropic.com/v1/messages")
+//!     .body(r#"{"max_tokens":16}"#)
+//!     .send()
+//!     .await?;
+//! # drop(response);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Either way, failures are sorted by the phase reqwest reports: a connect
+//! failure was never sent and moves to a backup at once; a timeout, reset
+//! or body error may have been processed, and a POST is not sent again.
+//!
 //! # Layer ordering, and why
 //!
 //! - **Metrics per call outermost**: they measure what the caller waited,
@@ -101,8 +134,15 @@
 //! - `hickory`: `failover::dns::HickoryResolver`, DNS name servers you
 //!   choose (UDP, TCP) for endpoint discovery; `hickory-tls` adds DNS over
 //!   TLS and over HTTPS.
+//! - `reqwest`: [`ReqwestConnector`], the preset over a `reqwest::Client`,
+//!   and [`reqwest_client_builder`] (rustls with the `ring` provider named,
+//!   the web PKI roots; no native-tls, no OpenSSL).
+//! - `reqwest-middleware`: [`EvenkeelMiddleware`], the preset as a
+//!   `reqwest-middleware` middleware (implies `reqwest`).
 //! - `tracing`: `tracing` events from every layer.
-//! - `full`: everything.
+//! - `full`: every crate, the preset, the hyper-util connector with rustls,
+//!   and tracing; the reqwest features stay separate, so `full` builds no
+//!   second HTTP client.
 
 mod ext;
 #[cfg(feature = "preset")]
@@ -123,6 +163,8 @@ pub use evenkeel_quota as quota;
 pub use evenkeel_retry as retry;
 
 pub use ext::ServiceBuilderExt;
+#[cfg(any(feature = "hyper", feature = "reqwest"))]
+pub use preset::ConnectorBody;
 #[cfg(feature = "rustls")]
 pub use preset::HttpsClient;
 #[cfg(feature = "preset")]
@@ -132,5 +174,12 @@ pub use preset::{
     DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetCost,
     PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
 };
+#[cfg(feature = "reqwest-middleware")]
+pub use preset::{EvenkeelMiddleware, NextFuture, NextService};
 #[cfg(feature = "hyper")]
-pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+pub use preset::{HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+#[cfg(feature = "reqwest")]
+pub use preset::{
+    ReqwestConnector, ReqwestFuture, ReqwestService, reqwest_client_builder,
+    reqwest_client_builder_with_roots,
+};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use evenkeel::core::{FailureKind, Outcome, classify_error};
-use evenkeel::{HyperConnector, Preset};
+use evenkeel::{HyperConnector, Preset, ReqwestConnector};
 use evenkeel_diagnose::{Diagnose, EnvMap, Status};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -227,6 +227,44 @@ async fn the_preset_https_connector_with_the_test_ca_completes_a_handshake() {
     let preset = Preset::builder()
         .endpoint(format!("https://{addr}"))
         .build(HyperConnector::https_with_roots(certs.roots()))
+        .unwrap();
+    let response = preset.oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "ok");
+    assert_eq!(seen.handshakes(), 1);
+}
+
+#[tokio::test]
+async fn the_reqwest_client_builder_handshakes_up_to_the_web_pki_check() {
+    let certs = certs();
+    let (addr, seen) = tls_server(&certs).await;
+    let client = evenkeel::reqwest_client_builder().build().unwrap();
+    let preset = Preset::builder()
+        .endpoint(format!("https://{addr}"))
+        .max_attempts(1)
+        .build(ReqwestConnector::new(client))
+        .unwrap();
+    let err = preset.oneshot(get("/")).await.unwrap_err();
+    assert_unknown_issuer(&*err);
+    match classify_error(&*err) {
+        Outcome::Failed(f) => assert_eq!(f.kind, FailureKind::Certificate, "{err:?}"),
+        other => panic!("{other:?} from {err:?}"),
+    }
+    assert!(seen.connections() >= 1);
+    assert_eq!(seen.handshakes(), 0);
+}
+
+#[tokio::test]
+async fn the_reqwest_client_builder_with_the_test_ca_completes_a_handshake() {
+    let certs = certs();
+    let (addr, seen) = tls_server(&certs).await;
+    let client = evenkeel::reqwest_client_builder_with_roots(certs.roots())
+        .build()
+        .unwrap();
+    let preset = Preset::builder()
+        .endpoint(format!("https://{addr}"))
+        .build(ReqwestConnector::new(client))
         .unwrap();
     let response = preset.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), 200);

@@ -5,7 +5,9 @@ use std::error::Error;
 use std::fmt;
 
 use crate::clock;
-use crate::error::{ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, TimedOut};
+use crate::error::{
+    ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, SentError, TimedOut,
+};
 use crate::outcome::{Failure, FailureKind, Outcome, Sent};
 
 /// Classifies an error by walking its [`source`](Error::source) chain.
@@ -74,6 +76,8 @@ fn local_error(err: &(dyn Error + 'static)) -> Option<Outcome> {
 #[derive(Default)]
 struct Facts {
     connect_phase: bool,
+    /// A [`SentError`] marks the chain: the request was handed over.
+    sent_phase: bool,
     never_sent: bool,
     kind: Option<FailureKind>,
     /// TLS named in a message: a handshake or certificate failure if it
@@ -95,6 +99,12 @@ impl Facts {
     fn observe(&mut self, err: &(dyn Error + 'static)) {
         if err.is::<ConnectError>() {
             self.connect_phase = true;
+        }
+        if let Some(sent) = err.downcast_ref::<SentError>() {
+            self.sent_phase = true;
+            if sent.is_timeout() {
+                self.note(FailureKind::Timeout);
+            }
         }
         if err.is::<tokio::time::error::Elapsed>() {
             self.note(FailureKind::Timeout);
@@ -193,10 +203,14 @@ impl Facts {
             (None, false) => FailureKind::Other,
         };
         let mut failure = Failure::new(kind);
-        if self.connect_phase || self.never_sent {
+        if self.connect_phase {
             failure.sent = Sent::Never;
-        } else if maybe_sent {
+        } else if self.sent_phase || maybe_sent {
+            // The phase is known from a type: whatever the words below
+            // say, the request may have been processed.
             failure.sent = Sent::Maybe;
+        } else if self.never_sent {
+            failure.sent = Sent::Never;
         }
         failure
     }
@@ -425,6 +439,27 @@ mod tests {
             "tls handshake eof",
         ));
         assert_eq!(kind(&eof), (FailureKind::Tls, Sent::Never));
+    }
+
+    #[test]
+    fn a_sent_marker_keeps_words_from_claiming_never_sent() {
+        // Words that alone read as never sent, inside the typed marker.
+        let canceled = SentError::new(Wrap(
+            "client error (Canceled)",
+            Box::new(io::Error::other("operation was canceled")),
+        ));
+        assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Maybe));
+        let refused_io =
+            SentError::new(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(kind(&refused_io).1, Sent::Maybe);
+        let reset = SentError::new(io::Error::new(io::ErrorKind::ConnectionReset, "x"));
+        assert_eq!(kind(&reset), (FailureKind::ConnectionReset, Sent::Maybe));
+        // A timeout by type, with no word about time in its message.
+        let timeout = SentError::timed_out(io::Error::other("gave up"));
+        assert_eq!(kind(&timeout), (FailureKind::Timeout, Sent::Maybe));
+        // A connect marker still wins: never sent.
+        let connect = ConnectError::new(io::Error::other("gave up"));
+        assert_eq!(kind(&connect), (FailureKind::Connect, Sent::Never));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 mod classify;
 mod connector;
 mod endpoint;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
+#[cfg(feature = "reqwest")]
+mod reqwest_client;
 mod timeout;
 
 use std::fmt;
@@ -34,6 +38,13 @@ pub use connector::{Connector, ConnectorFn, connector_fn};
 #[cfg(feature = "hyper")]
 pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
 pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::{EvenkeelMiddleware, NextFuture, NextService};
+#[cfg(feature = "reqwest")]
+pub use reqwest_client::{
+    ReqwestConnector, ReqwestFuture, ReqwestService, reqwest_client_builder,
+    reqwest_client_builder_with_roots,
+};
 pub use timeout::{AttemptTimeout, TimeoutFuture};
 
 /// Attempts per request, the first included.
@@ -699,7 +710,7 @@ fn host_and_port(uri: &Uri) -> Option<(String, u16)> {
 
 /// The request body the connector sees for a caller's `B`: kept once for
 /// resending, by the retry layer, and shared by the failover layer below.
-#[cfg(feature = "hyper")]
+#[cfg(any(feature = "hyper", feature = "reqwest"))]
 pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> = evenkeel_core::body::ReplayBody<B>;
 
 /// The hyper-util client [`PresetBuilder::build_http`] uses.
