@@ -23,6 +23,7 @@ use tower::ServiceExt;
 use crate::Failure;
 use crate::cause::{Cause, Causes};
 use crate::counted::{Counted, REQUEST_ID, Wire, micros_histogram, record_micros};
+use crate::quota::{QuotaArgs, QuotaStoreArg};
 use crate::report::Report;
 use crate::tls::{https_client, web_pki_roots};
 
@@ -70,6 +71,8 @@ pub(crate) struct LoadArgs {
     /// first URL only).
     #[arg(long, value_enum, default_value_t = StackArg::Preset)]
     pub(crate) stack: StackArg,
+    #[command(flatten)]
+    pub(crate) quota: QuotaArgs,
     /// Print one JSON object as the last line of output.
     #[arg(long)]
     pub(crate) json: bool,
@@ -153,6 +156,8 @@ pub(crate) struct Plan {
     /// Headers from `-H`, sent on every request.
     pub(crate) headers: HeaderMap,
     pub(crate) stack: StackArg,
+    /// Where quota state lives, its key, a declared rate (preset only).
+    pub(crate) quota: QuotaArgs,
     pub(crate) run_id: String,
     /// Backups named in events and tables.
     pub(crate) names: Vec<String>,
@@ -175,6 +180,13 @@ impl Plan {
         }
         if args.body_bytes > 64 * 1024 * 1024 {
             return Err(Failure::Usage("--body-bytes is capped at 64 MiB".into()));
+        }
+        if args.stack == StackArg::Bare && !args.quota.is_default() {
+            return Err(Failure::Usage(
+                "--quota-store, --quota-key and --rate-limit pace the preset; \
+                 --stack bare has no quota layer"
+                    .into(),
+            ));
         }
         let targets = args
             .url
@@ -200,6 +212,7 @@ impl Plan {
                     h
                 }),
             stack: args.stack,
+            quota: args.quota.clone(),
             run_id: run_id(),
             interval: None,
         })
@@ -341,34 +354,78 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
                 );
                 builder = builder.named_endpoint(name.clone(), base);
             }
+            if let Some(key) = &plan.quota.quota_key {
+                builder = builder.quota_key(key.clone());
+            }
             let counters = decisions.clone();
-            let preset = builder
-                .on_event(move |e: &Event<'_>| match e {
-                    Event::QuotaWait { wait, .. } => {
-                        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                        counters.quota_wait.fetch_add(nanos, Ordering::Relaxed);
-                    }
-                    Event::Failover { .. } => {
-                        counters.failovers.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                })
-                .build(connector_fn(move |_| Ok(client.clone())))
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            let path = plan.targets[0]
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".to_owned());
-            drive(plan, progress, wire, decisions, move |req| {
-                let (mut parts, body) = req.into_parts();
-                parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-                preset
-                    .clone()
-                    .oneshot(http::Request::from_parts(parts, body))
-            })
-            .await
+            let builder = builder.on_event(move |e: &Event<'_>| match e {
+                Event::QuotaWait { wait, .. } => {
+                    let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                    counters.quota_wait.fetch_add(nanos, Ordering::Relaxed);
+                }
+                Event::Failover { .. } => {
+                    counters.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            });
+            let connector = connector_fn(move |_| Ok(client.clone()));
+            let preset = match &plan.quota.quota_store {
+                QuotaStoreArg::Memory => {
+                    let builder = match plan.quota.rate_limit {
+                        Some(r) => builder.rate_limit_with_burst(r.requests, r.per, r.burst),
+                        None => builder,
+                    };
+                    builder
+                        .build(connector)
+                        .map_err(|e| Failure::Usage(e.to_string()))?
+                }
+                QuotaStoreArg::Redis(url) => {
+                    return Err(redis_unavailable(url));
+                }
+            };
+            drive_preset(plan, progress, wire, decisions, preset).await
         }
     }
+}
+
+#[cfg_attr(feature = "redis", allow(dead_code))]
+fn redis_unavailable(url: &str) -> Failure {
+    Failure::Usage(format!(
+        "--quota-store {url}: this evenkeel was built without the `redis` feature"
+    ))
+}
+
+/// Drives `plan` through `preset`, whatever its quota store.
+async fn drive_preset<P, RB>(
+    plan: &Plan,
+    progress: &ProgressBar,
+    wire: Arc<Wire>,
+    decisions: Arc<Decisions>,
+    preset: P,
+) -> Result<Report, Failure>
+where
+    P: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<RB>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    P::Future: Send,
+    RB: http_body::Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let path = plan.targets[0]
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    drive(plan, progress, wire, decisions, move |req| {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        preset
+            .clone()
+            .oneshot(http::Request::from_parts(parts, body))
+    })
+    .await
 }
 
 /// One worker per unit of concurrency, each taking the next request
@@ -590,6 +647,7 @@ mod tests {
             method: MethodArg::Post,
             body_bytes: 20,
             stack: StackArg::Bare,
+            quota: QuotaArgs::default(),
             json: true,
         })
         .unwrap();
