@@ -59,6 +59,8 @@
 //! learning local and write the learned rate next to `tat`.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -69,6 +71,10 @@ use tokio::time::Instant;
 
 use crate::cost::Cost;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisKey, RedisReserve, RedisStore, RedisStoreBuilder, RedisStoreError, RedisTicket,
+};
 pub use memory::{MemoryKey, MemoryStore, MemoryStoreBuilder, MemoryTicket};
 
 /// The state of a quota, shared by every clone of a layer and, for a
