@@ -379,8 +379,20 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
                         .build(connector)
                         .map_err(|e| Failure::Usage(e.to_string()))?
                 }
+                #[cfg(feature = "redis")]
                 QuotaStoreArg::Redis(url) => {
-                    return Err(redis_unavailable(url));
+                    let store = redis_store(url, plan.quota.rate_limit)?;
+                    let preset = builder
+                        .quota_store(store)
+                        .build(connector)
+                        .map_err(|e| Failure::Usage(e.to_string()))?;
+                    return drive_preset(plan, progress, wire, decisions, preset).await;
+                }
+                #[cfg(not(feature = "redis"))]
+                QuotaStoreArg::Redis(url) => {
+                    return Err(Failure::Usage(format!(
+                        "--quota-store {url}: this evenkeel was built without the `redis` feature"
+                    )));
                 }
             };
             drive_preset(plan, progress, wire, decisions, preset).await
@@ -388,11 +400,27 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
     }
 }
 
-#[cfg_attr(feature = "redis", allow(dead_code))]
-fn redis_unavailable(url: &str) -> Failure {
-    Failure::Usage(format!(
-        "--quota-store {url}: this evenkeel was built without the `redis` feature"
-    ))
+/// The store of `--quota-store redis://…`, with `--rate-limit` declared on
+/// it (one quota for every process sharing it) and the preset's cap on
+/// server waits. It connects on first use; while Redis does not answer,
+/// each process paces itself with its share of the declared quota.
+#[cfg(feature = "redis")]
+fn redis_store(
+    url: &str,
+    rate: Option<crate::quota::RateLimitArg>,
+) -> Result<evenkeel::quota::store::RedisStore, Failure> {
+    use evenkeel::headers::Resource;
+    use evenkeel::quota::StaticQuota;
+    use evenkeel::quota::store::RedisStore;
+
+    let mut store = RedisStore::builder(url).max_cooldown(evenkeel::DEFAULT_MAX_SERVER_WAIT);
+    if let Some(r) = rate {
+        store = store
+            .declare(StaticQuota::new(Resource::Requests, r.requests, r.per).with_burst(r.burst));
+    }
+    store
+        .build()
+        .map_err(|e| Failure::Usage(format!("--quota-store {url}: {e}")))
 }
 
 /// Drives `plan` through `preset`, whatever its quota store.
