@@ -28,6 +28,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Further arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -40,7 +42,11 @@ impl RedisServer {
                 .local_addr()
                 .unwrap()
                 .port();
-            let mut server = RedisServer { port, child: None };
+            let mut server = RedisServer {
+                port,
+                child: None,
+                extra: Vec::new(),
+            };
             if server.spawn() {
                 return server;
             }
@@ -60,6 +66,7 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--enable-debug-command", "local"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -684,4 +691,149 @@ async fn hostile_numbers_are_clamped_not_fatal() {
     })
     .await;
     assert!(!store.is_fallback());
+}
+
+/// Three primaries of a Redis Cluster on free loopback ports (each with its
+/// cluster bus at port + 10000), their configuration in a directory of
+/// their own, removed on drop.
+#[cfg(feature = "redis-cluster")]
+struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+#[cfg(feature = "redis-cluster")]
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir =
+            std::env::temp_dir().join(format!("evenkeel-redis-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        let mut tries = 0;
+        while nodes.len() < 3 {
+            tries += 1;
+            assert!(tries < 50, "no free ports for a cluster");
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if port > 55_000 || TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+                continue;
+            }
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let mut node = RedisServer {
+                port,
+                child: None,
+                extra: vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    conf.to_string_lossy().into_owned(),
+                    "--dir".into(),
+                    dir.to_string_lossy().into_owned(),
+                ],
+            };
+            if node.spawn() {
+                nodes.push(node);
+            }
+        }
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes, dir };
+        let started = std::time::Instant::now();
+        while !cluster.ready() {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the cluster never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn ready(&self) -> bool {
+        self.nodes.iter().all(|node| {
+            let Ok(client) = redis::Client::open(node.url()) else {
+                return false;
+            };
+            let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500))
+            else {
+                return false;
+            };
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut conn)
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+#[cfg(feature = "redis-cluster")]
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn a_cluster_shares_quotas_whatever_slot_a_key_is_on() {
+    let cluster = RedisCluster::start();
+    let store = |urls: Vec<String>| {
+        RedisStore::cluster_builder(urls)
+            .timeout(Duration::from_secs(2))
+            .declare(StaticQuota::per_hour(Resource::Requests, 2))
+            .build()
+            .unwrap()
+    };
+    let a = store(cluster.urls());
+    // The other process knows one node only: the cluster tells it the rest.
+    let b = store(cluster.urls()[..1].to_vec());
+    // Keys spread over the slots, hence over the three primaries.
+    for name in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+        let (ka, kb) = (a.open(name), b.open(name));
+        a.reserve(&ka, &one(), Instant::now()).await.unwrap();
+        b.reserve(&kb, &one(), Instant::now()).await.unwrap();
+        let short = a
+            .reserve(&ka, &one(), Instant::now())
+            .await
+            .expect_err("two per hour, spent by the two processes");
+        assert_eq!(short.resource, Resource::Requests);
+    }
+    // The keys are spread over the primaries.
+    let mut holding = 0;
+    for node in &cluster.nodes {
+        let mut conn = node.conn().await;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        holding += usize::from(keys > 0);
+    }
+    assert!(holding >= 2, "the keys sit on {holding} node(s)");
+    // A settle (two keys in its script, one slot) reaches the other
+    // process: a cooldown.
+    let (ka, kb) = (a.open("golf"), b.open("golf"));
+    let ticket = a.reserve(&ka, &one(), Instant::now()).await.unwrap();
+    let limits = RateLimits::new();
+    let report = Report::new(&limits).with_cooldown(Some(Duration::from_secs(30)));
+    a.settle(&ka, ticket, &report, Instant::now());
+    eventually("the cooldown reaches the other process", async || {
+        b.reserve(&kb, &one(), Instant::now())
+            .await
+            .is_err_and(|s| s.cooldown)
+    })
+    .await;
+    assert!(!a.is_fallback() && !b.is_fallback());
 }
