@@ -602,7 +602,7 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     let recorder = Descriptions::default();
     metrics::with_local_recorder(&recorder, evenkeel_metrics::describe);
     let described = recorder.0.into_inner().unwrap();
-    assert_eq!(described.len(), 19);
+    assert_eq!(described.len(), 21);
     let seconds: Vec<&str> = described
         .iter()
         .filter(|(_, _, u)| *u == Some(Unit::Seconds))
@@ -625,6 +625,8 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     assert_eq!(kind(ACTIVE), "gauge");
     assert_eq!(kind(names::RATE_LIMIT_REMAINING), "gauge");
     assert_eq!(kind(names::FAILOVERS), "counter");
+    assert_eq!(kind(names::QUOTA_STORE_ERRORS), "counter");
+    assert_eq!(kind(names::QUOTA_STORE_FALLBACK), "gauge");
 }
 
 #[test]
@@ -634,7 +636,7 @@ fn the_first_handle_describes_the_names_to_its_recorder() {
         let svc = MetricsLayer::new().layer(answering(200, &[], Duration::ZERO));
         svc.oneshot(get("http://a.example/")).await.unwrap();
     });
-    assert_eq!(recorder.0.into_inner().unwrap().len(), 19);
+    assert_eq!(recorder.0.into_inner().unwrap().len(), 21);
 }
 
 fn run_with<F: std::future::Future>(recorder: &dyn metrics::Recorder, future: F) -> F::Output {

@@ -99,6 +99,9 @@
 //!   which `metrics-exporter-prometheus` brings with its default features)
 //!   changes nothing.
 //! - `tracing`: `tracing` events from every layer.
+//! - `redis`: `quota::store::RedisStore`, one quota shared by a fleet of
+//!   processes through Redis; `redis-cluster`: the same on a Redis
+//!   Cluster.
 //! - `full`: everything.
 
 mod ext;

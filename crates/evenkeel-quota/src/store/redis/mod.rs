@@ -128,8 +128,8 @@ pub struct RedisStore {
 
 struct Inner {
     url: String,
-    client: Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    client: Backend,
+    conn: tokio::sync::OnceCell<Conn>,
     settings: Settings,
     reserve: Script,
     settle: Script,
@@ -208,7 +208,29 @@ impl RedisStore {
     /// A builder for a store on the Redis at `url`. The store it builds
     /// connects on first use.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(url.into())
+        RedisStoreBuilder::new(url.into(), Vec::new())
+    }
+
+    /// A builder for a store on the Redis Cluster reached through `nodes`
+    /// (URLs of some of its primaries). Every Redis key of one quota key
+    /// carries the hash tag `{key}`, so each script runs on one slot.
+    ///
+    /// ```
+    /// use evenkeel_quota::store::RedisStore;
+    ///
+    /// let store = RedisStore::cluster_builder(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = store;
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        RedisStoreBuilder::new(nodes.join(","), nodes)
     }
 
     /// Whether the store paces locally because Redis did not answer.
@@ -232,6 +254,53 @@ impl RedisStore {
                 url: inner.url.clone(),
                 source: failure.error,
             }),
+        }
+    }
+}
+
+/// Where the store connects.
+enum Backend {
+    Single(Client),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection: one server through a reconnecting manager, or a cluster
+/// (whose connection follows the slots and reconnects itself).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -277,16 +346,25 @@ impl Failure {
 
 impl Inner {
     /// The connection, made on first use.
-    async fn conn(&self) -> Result<ConnectionManager, Failure> {
+    async fn conn(&self) -> Result<Conn, Failure> {
         let settings = &self.settings;
         self.conn
             .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(settings.timeout))
-                    .set_response_timeout(Some(settings.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(settings.heartbeat);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                match &self.client {
+                    Backend::Single(client) => {
+                        let config = redis::aio::ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(settings.timeout))
+                            .set_response_timeout(Some(settings.timeout))
+                            .set_number_of_retries(1)
+                            .set_max_delay(settings.heartbeat);
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                            .map(Conn::Single)
+                    }
+                    #[cfg(feature = "redis-cluster")]
+                    Backend::Cluster(client) => {
+                        client.get_async_connection().await.map(Conn::Cluster)
+                    }
+                }
             })
             .await
             .cloned()
@@ -849,13 +927,16 @@ impl QuotaStore for RedisStore {
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     url: String,
+    /// The cluster's nodes, when it is one.
+    nodes: Vec<String>,
     settings: Settings,
 }
 
 impl RedisStoreBuilder {
-    fn new(url: String) -> Self {
+    fn new(url: String, nodes: Vec<String>) -> Self {
         RedisStoreBuilder {
             url,
+            nodes,
             settings: Settings {
                 timeout: Duration::from_millis(50),
                 fail_closed: false,
@@ -988,6 +1069,20 @@ impl RedisStoreBuilder {
         self
     }
 
+    #[cfg(feature = "redis-cluster")]
+    fn cluster(&self) -> Result<Backend, RedisError> {
+        redis::cluster::ClusterClient::builder(self.nodes.iter().map(String::as_str))
+            .connection_timeout(self.settings.timeout)
+            .response_timeout(self.settings.timeout)
+            .build()
+            .map(Backend::Cluster)
+    }
+
+    #[cfg(not(feature = "redis-cluster"))]
+    fn cluster(&self) -> Result<Backend, RedisError> {
+        unreachable!("cluster nodes are only set with the `redis-cluster` feature")
+    }
+
     /// Validates the URL and the settings, and builds the store. Nothing
     /// is sent until the store is first used.
     ///
@@ -996,11 +1091,15 @@ impl RedisStoreBuilder {
     /// [`RedisStoreError::InvalidUrl`] (quoting the URL) or
     /// [`RedisStoreError::Config`] (naming the field).
     pub fn build(self) -> Result<RedisStore, RedisStoreError> {
-        let client =
-            Client::open(self.url.as_str()).map_err(|source| RedisStoreError::InvalidUrl {
-                url: self.url.clone(),
-                source,
-            })?;
+        let invalid = |source| RedisStoreError::InvalidUrl {
+            url: self.url.clone(),
+            source,
+        };
+        let client = if self.nodes.is_empty() {
+            Backend::Single(Client::open(self.url.as_str()).map_err(invalid)?)
+        } else {
+            self.cluster().map_err(invalid)?
+        };
         let s = &self.settings;
         const YEAR: Duration = Duration::from_secs(366 * 86_400);
         let in_range = |field: &'static str, d: Duration, max: Duration| {

@@ -93,49 +93,50 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn float(v: &Value) -> Option<f64> {
-    text(v)?.parse::<f64>().ok().filter(|f| f.is_finite())
-}
-
 fn micros(us: i64) -> Duration {
     Duration::from_micros(us.clamp(0, super::FAIL_CLOSED_WAIT.as_micros() as i64) as u64)
 }
 
-fn quotas(values: &[Value]) -> Option<Vec<CachedQuota>> {
-    let mut out = Vec::with_capacity(values.len() / 8);
-    for q in values.chunks(8) {
-        let [name, field, cap, avail, rate, limit, src, reset] = q else {
-            return None;
+fn quotas(value: Option<&Value>) -> Option<Vec<CachedQuota>> {
+    let Some(value) = value else {
+        return Some(Vec::new());
+    };
+    let packed = match value {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+        Value::SimpleString(s) => s.as_str(),
+        _ => return None,
+    };
+    let mut out = Vec::new();
+    for line in packed.lines().filter(|l| !l.is_empty()) {
+        let mut words = line.split(' ');
+        let mut next = || words.next();
+        let name = next()?;
+        let field = next()?.parse::<usize>().ok().filter(|f| *f < FIELDS)?;
+        let cap = finite(next()?)?;
+        let avail = finite(next()?)?;
+        let rate = finite(next()?)?.max(0.0);
+        let limit = next()?.parse::<u64>().ok();
+        let source = match next()? {
+            "d" => Source::Declared,
+            n => Source::Learned(*DIALECTS.get(n.parse::<usize>().ok()?)?),
         };
-        let field = usize::try_from(int(field)?).ok().filter(|f| *f < FIELDS)?;
-        let src = text(src)?;
-        let source = if src == "d" {
-            Source::Declared
-        } else {
-            Source::Learned(*DIALECTS.get(src.parse::<usize>().ok()?)?)
-        };
-        let reset = int(reset)?;
+        let reset = next()?.parse::<i64>().ok()?;
         out.push(CachedQuota {
-            name: text(name)?,
+            name: name.to_owned(),
             field,
-            cap: float(cap)?,
-            avail: float(avail)?,
-            rate: float(rate)?.max(0.0),
-            limit: u64::try_from(int(limit).unwrap_or(-1)).ok(),
+            cap,
+            avail,
+            rate,
+            limit,
             source,
             reset_in: (reset > 0).then(|| micros(reset)),
         });
     }
     Some(out)
+}
+
+fn finite(word: &str) -> Option<f64> {
+    word.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// Reads the reserve script's answer; `None` for anything else.
@@ -153,7 +154,7 @@ pub(super) fn parse(value: Value) -> Option<Answer> {
             Some(Answer::Admitted(Admitted {
                 seq,
                 cum,
-                quotas: quotas(values.get(2 + FIELDS..)?)?,
+                quotas: quotas(values.get(2 + FIELDS))?,
             }))
         }
         0 => {
@@ -166,7 +167,7 @@ pub(super) fn parse(value: Value) -> Option<Answer> {
                 wait,
                 field,
                 cooldown,
-                quotas: quotas(values.get(4..).unwrap_or(&[]))?,
+                quotas: quotas(values.get(4))?,
             })
         }
         _ => None,

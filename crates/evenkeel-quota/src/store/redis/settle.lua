@@ -4,7 +4,9 @@
 -- KEYS[2]  the key's in-flight    {key}:f
 -- ARGV[1]  the reservation's id          ARGV[2]  its admission's seq
 -- ARGV[3..6]  the key's cumulative cost right after that admission
--- ARGV[7]  1 to charge the cost, 0 to give it back
+-- ARGV[7]  1 to charge the cost (to every declared quota, and to each
+--          learned quota whose reading is older than this admission), 0 to
+--          give it back
 -- ARGV[8..11]  the cost
 -- ARGV[12] a cooldown the server asked for (ms, 0 for none)
 -- ARGV[13] how long an idle key lives (ms)
@@ -45,7 +47,9 @@ if ARGV[7] == '1' then
   for i = 1, #state, 2 do
     if string.sub(state[i], 1, 2) == 'q:' then
       local q = parse(state[i + 1])
-      if q ~= nil then
+      -- A learned quota whose reading came from a later admission already
+      -- counts this request.
+      if q ~= nil and (q.src == 'd' or q.seen < seq) then
         q.level = math.min(q.cap, q.level + q.rate * math.max(0, now - q.ts)) - cost[q.field + 1]
         q.ts = now
         store(state[i], q)
