@@ -83,7 +83,9 @@ With --json the last line is one object: requests, succeeded, failed,
 failures_by_cause, attempts, retries, failovers, rate_limited (429s on the
 wire), elapsed_ms, p50_ms and p99_ms (end to end), attempt_p50_ms and
 attempt_p99_ms (one attempt on the wire), quota_wait_ms and
-quota_wait_mean_ms (time held back for quota), statuses, errors.
+quota_wait_mean_ms (time held back for quota), quota_store_errors (calls
+to a shared --quota-store that failed or timed out, paced locally
+meanwhile), statuses, errors.
 
 failures_by_cause counts each failed request once, by how it ended:
   rate_limited   the final answer was a 429
@@ -320,6 +322,8 @@ struct Decisions {
     failovers: AtomicU64,
     /// Quota waits, summed, in nanoseconds.
     quota_wait: AtomicU64,
+    /// Calls to the shared quota store that failed or timed out.
+    store_errors: AtomicU64,
 }
 
 /// Runs `plan` and reports; `progress` advances once per logical request.
@@ -381,7 +385,14 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
                 }
                 #[cfg(feature = "redis")]
                 QuotaStoreArg::Redis(url) => {
-                    let store = redis_store(url, plan.quota.rate_limit)?;
+                    let store = redis_store(url, plan.quota.rate_limit, decisions.clone())?;
+                    let key = plan.quota.quota_key.clone().unwrap_or_else(|| {
+                        plan.targets[0]
+                            .authority()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default()
+                    });
+                    warm_up(&store, &key).await;
                     let preset = builder
                         .quota_store(store)
                         .build(connector)
@@ -400,6 +411,28 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
     }
 }
 
+/// How long the CLI waits for Redis on each call before pacing locally:
+/// longer than the library's 50 ms, as a load run measures the API under
+/// the shared quota and a fallback would change what it measures.
+#[cfg(feature = "redis")]
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Connects the store before the run's clock starts: one reservation on
+/// `key`, given back unsent (so nothing is charged), opens the connection
+/// and loads the scripts. Bounded: a Redis that does not answer leaves the
+/// run to pace locally.
+#[cfg(feature = "redis")]
+async fn warm_up(store: &evenkeel::quota::store::RedisStore, key: &str) {
+    use evenkeel::quota::QuotaStore;
+    use evenkeel::quota::cost::Cost;
+
+    let handle = store.open(key);
+    let reserve = store.reserve(&handle, &Cost::new(), Instant::now());
+    if let Ok(Ok(ticket)) = tokio::time::timeout(Duration::from_secs(5), reserve).await {
+        store.release(&handle, ticket, false, Instant::now());
+    }
+}
+
 /// The store of `--quota-store redis://…`, with `--rate-limit` declared on
 /// it (one quota for every process sharing it) and the preset's cap on
 /// server waits. It connects on first use; while Redis does not answer,
@@ -408,12 +441,20 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
 fn redis_store(
     url: &str,
     rate: Option<crate::quota::RateLimitArg>,
+    decisions: Arc<Decisions>,
 ) -> Result<evenkeel::quota::store::RedisStore, Failure> {
     use evenkeel::headers::Resource;
     use evenkeel::quota::StaticQuota;
     use evenkeel::quota::store::RedisStore;
 
-    let mut store = RedisStore::builder(url).max_cooldown(evenkeel::DEFAULT_MAX_SERVER_WAIT);
+    let mut store = RedisStore::builder(url)
+        .timeout(REDIS_TIMEOUT)
+        .max_cooldown(evenkeel::DEFAULT_MAX_SERVER_WAIT)
+        .on_event(move |e: &Event<'_>| {
+            if let Event::QuotaStoreFailed { .. } = e {
+                decisions.store_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     if let Some(r) = rate {
         store = store
             .declare(StaticQuota::new(Resource::Requests, r.requests, r.per).with_burst(r.burst));
@@ -544,6 +585,7 @@ where
         latency: tally.latency,
         attempt_time: wire.attempt_time(),
         quota_wait: Duration::from_nanos(decisions.quota_wait.load(Ordering::Relaxed)),
+        quota_store_errors: decisions.store_errors.load(Ordering::Relaxed),
         statuses: tally.statuses,
         errors: tally.errors,
     })
