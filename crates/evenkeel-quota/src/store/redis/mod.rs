@@ -259,6 +259,7 @@ impl RedisStore {
 }
 
 /// Where the store connects.
+#[allow(clippy::large_enum_variant)] // one per store, built once
 enum Backend {
     Single(Client),
     #[cfg(feature = "redis-cluster")]
@@ -462,6 +463,9 @@ impl Inner {
     /// the live processes, and brings a store that paces locally back to
     /// Redis once Redis answers. It ends when the store is dropped.
     fn watch(self: &Arc<Self>) {
+        if self.watching.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
