@@ -148,8 +148,8 @@ fn parse_rate_limit(raw: &str) -> Result<RateLimitArg, String> {
         return Err(format!("'{raw}' has no unit; {usage}"));
     };
     let per = match unit.trim() {
-        "s" | "sec" => Duration::from_secs(1),
-        "min" | "m" => Duration::from_secs(60),
+        "s" => Duration::from_secs(1),
+        "min" => Duration::from_secs(60),
         other => {
             return Err(format!(
                 "'{raw}': the unit '{other}' is not s or min; {usage}"
@@ -208,6 +208,7 @@ mod tests {
         for (bad, why) in [
             ("3000", "no unit"),
             ("3000/h", "the unit 'h' is not s or min"),
+            ("3000/m", "the unit 'm' is not s or min"),
             ("0/s", "at least 1"),
             ("x/s", "'x' is not a whole number"),
             ("-1/s", "not a whole number"),
