@@ -187,6 +187,7 @@ async fn run_once(args: &DemoArgs, stack: StackArg) -> Result<report::Report, Fa
         method: args.method,
         body_bytes: 256,
         stack,
+        quota: crate::quota::QuotaArgs::default(),
         json: false,
     })?;
     plan.interval = Some(Duration::from_secs_f64(1.0 / args.offered));

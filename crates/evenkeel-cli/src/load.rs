@@ -23,6 +23,7 @@ use tower::ServiceExt;
 use crate::Failure;
 use crate::cause::{Cause, Causes};
 use crate::counted::{Counted, REQUEST_ID, Wire, micros_histogram, record_micros};
+use crate::quota::{QuotaArgs, QuotaStoreArg};
 use crate::report::Report;
 use crate::tls::{https_client, web_pki_roots};
 
@@ -70,6 +71,8 @@ pub(crate) struct LoadArgs {
     /// first URL only).
     #[arg(long, value_enum, default_value_t = StackArg::Preset)]
     pub(crate) stack: StackArg,
+    #[command(flatten)]
+    pub(crate) quota: QuotaArgs,
     /// Print one JSON object as the last line of output.
     #[arg(long)]
     pub(crate) json: bool,
@@ -80,7 +83,9 @@ With --json the last line is one object: requests, succeeded, failed,
 failures_by_cause, attempts, retries, failovers, rate_limited (429s on the
 wire), elapsed_ms, p50_ms and p99_ms (end to end), attempt_p50_ms and
 attempt_p99_ms (one attempt on the wire), quota_wait_ms and
-quota_wait_mean_ms (time held back for quota), statuses, errors.
+quota_wait_mean_ms (time held back for quota), quota_store_errors (calls
+to a shared --quota-store that failed or timed out, paced locally
+meanwhile), statuses, errors.
 
 failures_by_cause counts each failed request once, by how it ended:
   rate_limited   the final answer was a 429
@@ -153,6 +158,8 @@ pub(crate) struct Plan {
     /// Headers from `-H`, sent on every request.
     pub(crate) headers: HeaderMap,
     pub(crate) stack: StackArg,
+    /// Where quota state lives, its key, a declared rate (preset only).
+    pub(crate) quota: QuotaArgs,
     pub(crate) run_id: String,
     /// Backups named in events and tables.
     pub(crate) names: Vec<String>,
@@ -175,6 +182,13 @@ impl Plan {
         }
         if args.body_bytes > 64 * 1024 * 1024 {
             return Err(Failure::Usage("--body-bytes is capped at 64 MiB".into()));
+        }
+        if args.stack == StackArg::Bare && !args.quota.is_default() {
+            return Err(Failure::Usage(
+                "--quota-store, --quota-key and --rate-limit pace the preset; \
+                 --stack bare has no quota layer"
+                    .into(),
+            ));
         }
         let targets = args
             .url
@@ -200,6 +214,7 @@ impl Plan {
                     h
                 }),
             stack: args.stack,
+            quota: args.quota.clone(),
             run_id: run_id(),
             interval: None,
         })
@@ -307,6 +322,8 @@ struct Decisions {
     failovers: AtomicU64,
     /// Quota waits, summed, in nanoseconds.
     quota_wait: AtomicU64,
+    /// Calls to the shared quota store that failed or timed out.
+    store_errors: AtomicU64,
 }
 
 /// Runs `plan` and reports; `progress` advances once per logical request.
@@ -341,34 +358,143 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
                 );
                 builder = builder.named_endpoint(name.clone(), base);
             }
+            if let Some(key) = &plan.quota.quota_key {
+                builder = builder.quota_key(key.clone());
+            }
             let counters = decisions.clone();
-            let preset = builder
-                .on_event(move |e: &Event<'_>| match e {
-                    Event::QuotaWait { wait, .. } => {
-                        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                        counters.quota_wait.fetch_add(nanos, Ordering::Relaxed);
-                    }
-                    Event::Failover { .. } => {
-                        counters.failovers.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                })
-                .build(connector_fn(move |_| Ok(client.clone())))
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            let path = plan.targets[0]
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".to_owned());
-            drive(plan, progress, wire, decisions, move |req| {
-                let (mut parts, body) = req.into_parts();
-                parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-                preset
-                    .clone()
-                    .oneshot(http::Request::from_parts(parts, body))
-            })
-            .await
+            let builder = builder.on_event(move |e: &Event<'_>| match e {
+                Event::QuotaWait { wait, .. } => {
+                    let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                    counters.quota_wait.fetch_add(nanos, Ordering::Relaxed);
+                }
+                Event::Failover { .. } => {
+                    counters.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            });
+            let connector = connector_fn(move |_| Ok(client.clone()));
+            let preset = match &plan.quota.quota_store {
+                QuotaStoreArg::Memory => {
+                    let builder = match plan.quota.rate_limit {
+                        Some(r) => builder.rate_limit_with_burst(r.requests, r.per, r.burst),
+                        None => builder,
+                    };
+                    builder
+                        .build(connector)
+                        .map_err(|e| Failure::Usage(e.to_string()))?
+                }
+                #[cfg(feature = "redis")]
+                QuotaStoreArg::Redis(url) => {
+                    let store = redis_store(url, plan.quota.rate_limit, decisions.clone())?;
+                    let key = plan.quota.quota_key.clone().unwrap_or_else(|| {
+                        plan.targets[0]
+                            .authority()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default()
+                    });
+                    warm_up(&store, &key).await;
+                    let preset = builder
+                        .quota_store(store)
+                        .build(connector)
+                        .map_err(|e| Failure::Usage(e.to_string()))?;
+                    return drive_preset(plan, progress, wire, decisions, preset).await;
+                }
+                #[cfg(not(feature = "redis"))]
+                QuotaStoreArg::Redis(url) => {
+                    return Err(Failure::Usage(format!(
+                        "--quota-store {url}: this evenkeel was built without the `redis` feature"
+                    )));
+                }
+            };
+            drive_preset(plan, progress, wire, decisions, preset).await
         }
     }
+}
+
+/// How long the CLI waits for Redis on each call before pacing locally:
+/// longer than the library's 50 ms, as a load run measures the API under
+/// the shared quota and a fallback would change what it measures.
+#[cfg(feature = "redis")]
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Connects the store before the run's clock starts: one reservation on
+/// `key`, given back unsent (so nothing is charged), opens the connection
+/// and loads the scripts. Bounded: a Redis that does not answer leaves the
+/// run to pace locally.
+#[cfg(feature = "redis")]
+async fn warm_up(store: &evenkeel::quota::store::RedisStore, key: &str) {
+    use evenkeel::quota::QuotaStore;
+    use evenkeel::quota::cost::Cost;
+
+    let handle = store.open(key);
+    let reserve = store.reserve(&handle, &Cost::new(), Instant::now());
+    if let Ok(Ok(ticket)) = tokio::time::timeout(Duration::from_secs(5), reserve).await {
+        store.release(&handle, ticket, false, Instant::now());
+    }
+}
+
+/// The store of `--quota-store redis://…`, with `--rate-limit` declared on
+/// it (one quota for every process sharing it) and the preset's cap on
+/// server waits. It connects on first use; while Redis does not answer,
+/// each process paces itself with its share of the declared quota.
+#[cfg(feature = "redis")]
+fn redis_store(
+    url: &str,
+    rate: Option<crate::quota::RateLimitArg>,
+    decisions: Arc<Decisions>,
+) -> Result<evenkeel::quota::store::RedisStore, Failure> {
+    use evenkeel::headers::Resource;
+    use evenkeel::quota::StaticQuota;
+    use evenkeel::quota::store::RedisStore;
+
+    let mut store = RedisStore::builder(url)
+        .timeout(REDIS_TIMEOUT)
+        .max_cooldown(evenkeel::DEFAULT_MAX_SERVER_WAIT)
+        .on_event(move |e: &Event<'_>| {
+            if let Event::QuotaStoreFailed { .. } = e {
+                decisions.store_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    if let Some(r) = rate {
+        store = store
+            .declare(StaticQuota::new(Resource::Requests, r.requests, r.per).with_burst(r.burst));
+    }
+    store
+        .build()
+        .map_err(|e| Failure::Usage(format!("--quota-store {url}: {e}")))
+}
+
+/// Drives `plan` through `preset`, whatever its quota store.
+async fn drive_preset<P, RB>(
+    plan: &Plan,
+    progress: &ProgressBar,
+    wire: Arc<Wire>,
+    decisions: Arc<Decisions>,
+    preset: P,
+) -> Result<Report, Failure>
+where
+    P: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<RB>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    P::Future: Send,
+    RB: http_body::Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let path = plan.targets[0]
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    drive(plan, progress, wire, decisions, move |req| {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        preset
+            .clone()
+            .oneshot(http::Request::from_parts(parts, body))
+    })
+    .await
 }
 
 /// One worker per unit of concurrency, each taking the next request
@@ -459,6 +585,7 @@ where
         latency: tally.latency,
         attempt_time: wire.attempt_time(),
         quota_wait: Duration::from_nanos(decisions.quota_wait.load(Ordering::Relaxed)),
+        quota_store_errors: decisions.store_errors.load(Ordering::Relaxed),
         statuses: tally.statuses,
         errors: tally.errors,
     })
@@ -590,6 +717,7 @@ mod tests {
             method: MethodArg::Post,
             body_bytes: 20,
             stack: StackArg::Bare,
+            quota: QuotaArgs::default(),
             json: true,
         })
         .unwrap();

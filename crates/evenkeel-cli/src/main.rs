@@ -6,6 +6,7 @@ mod counted;
 mod demo;
 mod load;
 mod prom;
+mod quota;
 mod report;
 mod tls;
 

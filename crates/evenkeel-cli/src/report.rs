@@ -32,6 +32,9 @@ pub(crate) struct Report {
     /// The waits for quota the stack imposed on itself, summed over every
     /// request.
     pub(crate) quota_wait: Duration,
+    /// Calls to a shared quota store that failed or timed out (the process
+    /// paced itself locally meanwhile).
+    pub(crate) quota_store_errors: u64,
     /// Final statuses of logical requests.
     pub(crate) statuses: BTreeMap<u16, u64>,
     /// Errors of logical requests that got no response, by message.
@@ -74,6 +77,7 @@ impl Report {
             "attempt_p99_ms": round(self.attempt_percentile_ms(0.99)),
             "quota_wait_ms": round(self.quota_wait.as_secs_f64() * 1000.0),
             "quota_wait_mean_ms": round(self.mean_quota_wait_ms()),
+            "quota_store_errors": self.quota_store_errors,
             "statuses": self.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "errors": self.errors,
         })
@@ -101,6 +105,12 @@ impl Report {
             self.attempt_percentile_ms(0.99),
             self.mean_quota_wait_ms(),
         );
+        if self.quota_store_errors > 0 {
+            out.push_str(&format!(
+                "quota store: {} calls failed or timed out; paced locally meanwhile\n",
+                self.quota_store_errors
+            ));
+        }
         if self.failed > 0 {
             let causes: Vec<String> = self
                 .failures
@@ -249,6 +259,7 @@ mod tests {
             latency,
             attempt_time,
             quota_wait: Duration::from_secs(25),
+            quota_store_errors: 2,
             statuses: BTreeMap::from([(200, ok)]),
             errors: BTreeMap::new(),
         }
@@ -276,6 +287,7 @@ mod tests {
         assert_eq!(v["attempt_p50_ms"], 5.0);
         assert_eq!(v["quota_wait_ms"], 25_000.0);
         assert_eq!(v["quota_wait_mean_ms"], 250.0);
+        assert_eq!(v["quota_store_errors"], 2);
         let causes = v["failures_by_cause"].as_object().unwrap();
         let keys: Vec<&str> = causes.keys().map(String::as_str).collect();
         let mut want = [
@@ -301,6 +313,7 @@ mod tests {
         assert!(s.contains("failures: rate_limited 5 · reset 5"), "{s}");
         assert!(s.contains("quota wait 250.0 ms per request"), "{s}");
         assert!(!report("preset", 100).summary().contains("failures:"));
+        assert!(s.contains("quota store: 2 calls failed"), "{s}");
     }
 
     #[test]

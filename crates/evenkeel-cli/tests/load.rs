@@ -310,6 +310,121 @@ fn a_header_without_a_colon_fails_quoting_it() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("'bad name'"));
 }
 
+#[test]
+fn quota_flags_refuse_bad_values_quoting_them() {
+    let url = "http://127.0.0.1:1/";
+    for (flag, bad, why) in [
+        ("--rate-limit", "10/h", "not s or min"),
+        ("--rate-limit", "3000", "no unit"),
+        ("--rate-limit", "10/s:0", "at least 1"),
+        ("--quota-store", "redis://127.0.0.1", "no port"),
+        (
+            "--quota-store",
+            "file:///tmp/q",
+            "neither `memory` nor a Redis URL",
+        ),
+        ("--quota-key", "", "must not be empty"),
+    ] {
+        let output = evenkeel(&["load", "--url", url, flag, bad]);
+        assert_eq!(output.status.code(), Some(2), "{flag} {bad}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("'{bad}'")), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    let output = evenkeel(&[
+        "load",
+        "--url",
+        url,
+        "--stack",
+        "bare",
+        "--rate-limit",
+        "5/s",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--stack bare has no quota layer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_rate_limit_keeps_a_run_under_a_quota_without_headers() {
+    // 20 requests a second, a bucket of 5, no rate-limit headers.
+    let quota = || {
+        Sim::builder()
+            .requests(20.0, 5)
+            .dialect(evenkeel_sim::Dialect::None)
+            .latency(Duration::from_millis(5))
+            .build()
+            .unwrap()
+    };
+    let run = |url: String, flags: &'static [&'static str]| {
+        let mut list = args(&["load", "--url", &url, "-n", "30", "-c", "4", "--json"]);
+        list.extend(flags.iter().map(|s| s.to_string()));
+        evenkeel_async(list)
+    };
+    // Without it the run learns the quota from 429s only.
+    let unpaced = sim(quota()).await;
+    let report = last_json(&run(format!("{}/v1/items", unpaced.url()), &[]).await);
+    let stats = unpaced.stats();
+    assert!(
+        stats.status_count(http::StatusCode::TOO_MANY_REQUESTS) > 0,
+        "{report}"
+    );
+    unpaced.shutdown().await;
+
+    let paced = sim(quota()).await;
+    let report = last_json(
+        &run(
+            format!("{}/v1/items", paced.url()),
+            &["--rate-limit", "20/s", "--quota-key", "items"],
+        )
+        .await,
+    );
+    let stats = paced.stats();
+    assert_eq!(
+        stats.status_count(http::StatusCode::TOO_MANY_REQUESTS),
+        0,
+        "{report}"
+    );
+    assert_eq!(
+        (stats.attempts(), u(&report["succeeded"])),
+        (30, 30),
+        "{report}"
+    );
+    assert!(report["quota_wait_ms"].as_f64().unwrap() > 0.0, "{report}");
+    paced.shutdown().await;
+}
+
+#[test]
+fn a_redis_store_that_does_not_answer_leaves_the_run_paced_locally() {
+    // Nothing listens on the port: the store paces each process with its
+    // share of the declared quota, and the run still ends.
+    let server = format!("redis://127.0.0.1:{}", dead_port());
+    let target = format!("http://127.0.0.1:{}/", dead_port());
+    let output = evenkeel(&[
+        "load",
+        "--url",
+        &target,
+        "-n",
+        "2",
+        "-c",
+        "1",
+        "--quota-store",
+        &server,
+        "--rate-limit",
+        "100/s",
+        "--json",
+    ]);
+    let report = last_json(&output);
+    assert_eq!(u(&report["requests"]), 2, "{report}");
+    assert_eq!(u(&report["failed"]), 2, "nothing answers: {report}");
+    let causes = causes(&report);
+    assert_eq!(
+        u(&causes["other"]),
+        2,
+        "refused connections, not quota: {report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_out_writes_the_prometheus_exposition() {
     let server = sim(Sim::builder()

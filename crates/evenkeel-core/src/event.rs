@@ -124,6 +124,45 @@ pub enum Event<'a> {
         /// `true` when it joined, `false` when it left (and drains).
         added: bool,
     },
+    /// A call to a shared quota store (Redis) failed or timed out; the
+    /// process paces itself locally until the store answers again.
+    QuotaStoreFailed {
+        /// The store's label (for example `redis`).
+        store: &'a str,
+        /// Why the call failed.
+        reason: StoreFailure,
+    },
+    /// A shared quota store answered again after failing: the process is
+    /// back on the shared quota.
+    QuotaStoreRecovered {
+        /// The store's label.
+        store: &'a str,
+        /// How long the process paced itself locally.
+        down: Duration,
+    },
+}
+
+/// Why a call to a shared quota store failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreFailure {
+    /// No answer within the store's timeout.
+    Timeout,
+    /// The connection failed or was refused.
+    Connection,
+    /// The store answered with an error (or an answer it could not read).
+    Response,
+}
+
+impl StoreFailure {
+    /// A short, stable name, suitable for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreFailure::Timeout => "timeout",
+            StoreFailure::Connection => "connection",
+            StoreFailure::Response => "response",
+        }
+    }
 }
 
 /// Why a layer stopped resending a request.

@@ -39,6 +39,8 @@ const STATES: [EndpointState; 5] = [
 /// | `LimitRejected` | `evenkeel.limiter.rejections` (counter) | `evenkeel.limiter` |
 /// | `QuotaWait` | `evenkeel.quota.wait` (histogram, s) | `evenkeel.quota.key`, `evenkeel.resource` |
 /// | `QuotaRejected` | `evenkeel.quota.rejections` (counter) | `evenkeel.quota.key`, `evenkeel.resource` |
+/// | `QuotaStoreFailed` | `evenkeel.quota.store.errors` (counter), `evenkeel.quota.store.fallback` (gauge, set to 1) | `evenkeel.quota.store`, `evenkeel.reason` (`timeout`, `connection`, `response`); the gauge has only the store |
+/// | `QuotaStoreRecovered` | `evenkeel.quota.store.fallback` (gauge, set to 0) | `evenkeel.quota.store` |
 /// | `EndpointState` | `evenkeel.endpoint.state` (gauge, state set) | `evenkeel.endpoint`, `evenkeel.state` |
 /// | `Failover` | `evenkeel.failover.failovers` (counter) | `evenkeel.failover.from`, `evenkeel.failover.to`, `error.type` |
 /// | `Failback` | `evenkeel.failover.failbacks` (counter) | `evenkeel.failover.to` |
@@ -75,6 +77,8 @@ struct State {
     limit_rejections: Map<u32, Counter>,
     quota_wait: Map<(u32, u8), Histogram>,
     quota_rejections: Map<(u32, u8), Counter>,
+    store_errors: Map<(u32, &'static str), Counter>,
+    store_fallback: Map<u32, Gauge>,
     endpoint_states: Map<u32, Vec<(&'static str, Gauge)>>,
     failovers: Map<(u32, u32, &'static str), Counter>,
     failbacks: Map<u32, Counter>,
@@ -104,6 +108,8 @@ impl MetricsListener {
                 limit_rejections: Map::default(),
                 quota_wait: Map::default(),
                 quota_rejections: Map::default(),
+                store_errors: Map::default(),
+                store_fallback: Map::default(),
                 endpoint_states: Map::default(),
                 failovers: Map::default(),
                 failbacks: Map::default(),
@@ -174,6 +180,8 @@ impl Listener for MetricsListener {
             } => s.dns_resolved(host, addresses, ttl),
             Event::DnsFailed { host, reason } => s.dns_resolution(host, reason),
             Event::AddressChanged { host, added, .. } => s.dns_change(host, added),
+            Event::QuotaStoreFailed { store, reason } => s.store_failed(store, reason.as_str()),
+            Event::QuotaStoreRecovered { store, .. } => s.store_fallback(store, false),
             _ => {}
         }
     }
@@ -275,6 +283,35 @@ impl State {
                 )
             },
             |c| c.increment(1),
+        );
+    }
+
+    fn store_failed(&self, store: &str, reason: &'static str) {
+        let id = self.names.id(store);
+        let l = &self.naming.labels;
+        self.store_errors.with(
+            (id, reason),
+            || {
+                let labels = vec![
+                    label(l.quota_store, self.names.value(id)),
+                    label(l.reason, reason),
+                ];
+                counter(self.naming.quota_store_errors, labels)
+            },
+            |c| c.increment(1),
+        );
+        self.store_fallback(store, true);
+    }
+
+    fn store_fallback(&self, store: &str, active: bool) {
+        let id = self.names.id(store);
+        self.store_fallback.with(
+            id,
+            || {
+                let labels = vec![label(self.naming.labels.quota_store, self.names.value(id))];
+                gauge(self.naming.quota_store_fallback, labels)
+            },
+            |g| g.set(if active { 1.0 } else { 0.0 }),
         );
     }
 

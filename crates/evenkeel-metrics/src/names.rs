@@ -53,6 +53,12 @@ pub const LIMITER_REJECTIONS: &str = "evenkeel.limiter.rejections";
 pub const QUOTA_WAIT: &str = "evenkeel.quota.wait";
 /// Requests the quota layer failed because the wait was too long.
 pub const QUOTA_REJECTIONS: &str = "evenkeel.quota.rejections";
+/// Calls to a shared quota store (Redis) that failed or timed out, by store
+/// and reason.
+pub const QUOTA_STORE_ERRORS: &str = "evenkeel.quota.store.errors";
+/// 1 while a process paces itself locally because its shared quota store
+/// does not answer, 0 once it is back on the store.
+pub const QUOTA_STORE_FALLBACK: &str = "evenkeel.quota.store.fallback";
 /// Each endpoint's state, as a state set: 1 for its current state, 0 for
 /// the others.
 pub const ENDPOINT_STATE: &str = "evenkeel.endpoint.state";
@@ -96,6 +102,8 @@ pub const WAIT_SOURCE: &str = "evenkeel.wait.source";
 pub const LIMITER: &str = "evenkeel.limiter";
 /// Label: a quota key.
 pub const QUOTA_KEY: &str = "evenkeel.quota.key";
+/// Label: a shared quota store (`redis`).
+pub const QUOTA_STORE: &str = "evenkeel.quota.store";
 /// Label: an endpoint's name.
 pub const ENDPOINT: &str = "evenkeel.endpoint";
 /// Label: an endpoint state (`healthy`, `ejected`, `cooling_down`, …).
@@ -160,6 +168,8 @@ pub struct LabelNames {
     pub limiter: &'static str,
     /// The quota key.
     pub quota_key: &'static str,
+    /// The shared quota store.
+    pub quota_store: &'static str,
     /// The endpoint name.
     pub endpoint: &'static str,
     /// The endpoint state.
@@ -225,6 +235,10 @@ pub struct Naming {
     pub quota_wait: &'static str,
     /// Quota rejection counter.
     pub quota_rejections: &'static str,
+    /// Shared quota store error counter.
+    pub quota_store_errors: &'static str,
+    /// Shared quota store fallback gauge.
+    pub quota_store_fallback: &'static str,
     /// Endpoint state gauge.
     pub endpoint_state: &'static str,
     /// Failover counter.
@@ -273,6 +287,8 @@ impl Naming {
         limiter_rejections: LIMITER_REJECTIONS,
         quota_wait: QUOTA_WAIT,
         quota_rejections: QUOTA_REJECTIONS,
+        quota_store_errors: QUOTA_STORE_ERRORS,
+        quota_store_fallback: QUOTA_STORE_FALLBACK,
         endpoint_state: ENDPOINT_STATE,
         failovers: FAILOVERS,
         failbacks: FAILBACKS,
@@ -294,6 +310,7 @@ impl Naming {
             wait_source: WAIT_SOURCE,
             limiter: LIMITER,
             quota_key: QUOTA_KEY,
+            quota_store: QUOTA_STORE,
             endpoint: ENDPOINT,
             state: STATE,
             from: FAILOVER_FROM,
@@ -329,6 +346,8 @@ impl Naming {
         limiter_rejections: "concurrency_limit_rejections_total",
         quota_wait: "quota_wait_seconds",
         quota_rejections: "quota_rejections_total",
+        quota_store_errors: "quota_store_errors_total",
+        quota_store_fallback: "quota_store_fallback",
         endpoint_state: "endpoint_state",
         failovers: "failovers_total",
         failbacks: "failbacks_total",
@@ -350,6 +369,7 @@ impl Naming {
             wait_source: "wait_source",
             limiter: "limiter",
             quota_key: "key",
+            quota_store: "store",
             endpoint: "endpoint",
             state: "state",
             from: "from",
@@ -362,7 +382,7 @@ impl Naming {
     };
 
     /// Every metric name with its kind, unit and help text.
-    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 23] {
+    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 25] {
         use Kind::{Counter, Gauge, Histogram};
         [
             (
@@ -460,6 +480,18 @@ impl Naming {
                 Counter,
                 Unit::Count,
                 "Requests the quota layer failed because the wait was too long.",
+            ),
+            (
+                self.quota_store_errors,
+                Counter,
+                Unit::Count,
+                "Calls to a shared quota store that failed or timed out, by store and reason.",
+            ),
+            (
+                self.quota_store_fallback,
+                Gauge,
+                Unit::Count,
+                "1 while the process paces itself locally because its shared quota store does not answer.",
             ),
             (
                 self.endpoint_state,
@@ -578,6 +610,7 @@ impl Naming {
             Some(l.wait_source),
             Some(l.limiter),
             Some(l.quota_key),
+            Some(l.quota_store),
             Some(l.endpoint),
             Some(l.state),
             Some(l.from),

@@ -602,7 +602,7 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     let recorder = Descriptions::default();
     metrics::with_local_recorder(&recorder, evenkeel_metrics::describe);
     let described = recorder.0.into_inner().unwrap();
-    assert_eq!(described.len(), 23);
+    assert_eq!(described.len(), 25);
     let seconds: Vec<&str> = described
         .iter()
         .filter(|(_, _, u)| *u == Some(Unit::Seconds))
@@ -628,6 +628,8 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     assert_eq!(kind(names::FAILOVERS), "counter");
     assert_eq!(kind(names::DNS_ADDRESSES), "gauge");
     assert_eq!(kind(names::DNS_TTL), "histogram");
+    assert_eq!(kind(names::QUOTA_STORE_ERRORS), "counter");
+    assert_eq!(kind(names::QUOTA_STORE_FALLBACK), "gauge");
 }
 
 #[test]
@@ -637,7 +639,7 @@ fn the_first_handle_describes_the_names_to_its_recorder() {
         let svc = MetricsLayer::new().layer(answering(200, &[], Duration::ZERO));
         svc.oneshot(get("http://a.example/")).await.unwrap();
     });
-    assert_eq!(recorder.0.into_inner().unwrap().len(), 23);
+    assert_eq!(recorder.0.into_inner().unwrap().len(), 25);
 }
 
 fn run_with<F: std::future::Future>(recorder: &dyn metrics::Recorder, future: F) -> F::Output {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{counter, find, gauge, histogram, named, take};
-use evenkeel_core::event::{EndpointState, Event, Events, GiveUp};
+use evenkeel_core::event::{EndpointState, Event, Events, GiveUp, StoreFailure};
 use evenkeel_core::{Failure, FailureKind, Outcome, Signal};
 use evenkeel_headers::Resource;
 use evenkeel_metrics::names;
@@ -167,6 +167,48 @@ fn quota_waits_and_rejections_by_key_and_resource() {
 }
 
 #[test]
+fn quota_store_errors_are_counted_and_the_fallback_is_a_gauge() {
+    let during = record(|events| {
+        events.emit(|| Event::QuotaStoreFailed {
+            store: "redis",
+            reason: StoreFailure::Timeout,
+        });
+        events.emit(|| Event::QuotaStoreFailed {
+            store: "redis",
+            reason: StoreFailure::Timeout,
+        });
+        events.emit(|| Event::QuotaStoreFailed {
+            store: "redis",
+            reason: StoreFailure::Connection,
+        });
+    });
+    let store = [("evenkeel.quota.store", "redis")];
+    let timeout = [
+        ("evenkeel.quota.store", "redis"),
+        ("evenkeel.reason", "timeout"),
+    ];
+    let connection = [
+        ("evenkeel.quota.store", "redis"),
+        ("evenkeel.reason", "connection"),
+    ];
+    assert_eq!(counter(&during, names::QUOTA_STORE_ERRORS, &timeout), 2);
+    assert_eq!(counter(&during, names::QUOTA_STORE_ERRORS, &connection), 1);
+    assert_eq!(gauge(&during, names::QUOTA_STORE_FALLBACK, &store), 1.0);
+
+    let after = record(|events| {
+        events.emit(|| Event::QuotaStoreFailed {
+            store: "redis",
+            reason: StoreFailure::Response,
+        });
+        events.emit(|| Event::QuotaStoreRecovered {
+            store: "redis",
+            down: Duration::from_secs(3),
+        });
+    });
+    assert_eq!(gauge(&after, names::QUOTA_STORE_FALLBACK, &store), 0.0);
+}
+
+#[test]
 fn endpoint_state_is_a_state_set_and_failovers_are_counted() {
     let overloaded = Outcome::Overloaded(Signal::NONE);
     let all = record(|events| {
@@ -314,6 +356,10 @@ fn describe_registers_a_unit_for_every_name() {
             outcome: &overloaded,
         });
         events.emit(|| Event::Failback { to: "a" });
+        events.emit(|| Event::QuotaStoreFailed {
+            store: "redis",
+            reason: StoreFailure::Timeout,
+        });
     });
     let all = take(&snap);
     for (name, unit) in [
@@ -324,6 +370,8 @@ fn describe_registers_a_unit_for_every_name() {
         (names::LIMITER_REJECTIONS, Unit::Count),
         (names::QUOTA_WAIT, Unit::Seconds),
         (names::QUOTA_REJECTIONS, Unit::Count),
+        (names::QUOTA_STORE_ERRORS, Unit::Count),
+        (names::QUOTA_STORE_FALLBACK, Unit::Count),
         (names::ENDPOINT_STATE, Unit::Count),
         (names::FAILOVERS, Unit::Count),
         (names::FAILBACKS, Unit::Count),

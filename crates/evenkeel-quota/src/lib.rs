@@ -41,8 +41,8 @@
 //! - **Keys** ([`key`]): by authority by default, or an API-key header, a
 //!   model from the path, anything from the request. Keys share nothing.
 //! - **A store seam** ([`store`]): the numbers sit behind [`QuotaStore`],
-//!   in memory by default, shaped so a Redis store can check and reserve in
-//!   one atomic round trip and a fleet can share one provider quota.
+//!   in memory by default, or in Redis (feature `redis`), where one atomic
+//!   round trip checks and reserves and a fleet shares one provider quota.
 //! - **Balancers** ask [`QuotaHandle`] (it implements
 //!   [`Cooldown`](evenkeel_core::cooldown::Cooldown), per key through
 //!   [`QuotaHandle::for_key`]) whether an endpoint has room, to route
@@ -112,6 +112,12 @@
 //!
 //! - `tracing`: `tracing` events for waits and rejections (`debug`),
 //!   cooldowns (`debug`), and each rate-limit reading (`trace`).
+//! - `redis`: [`store::RedisStore`], one quota shared by every process on
+//!   a key through Redis (redis-rs, tokio, a reconnecting
+//!   `ConnectionManager`), falling back to local pacing when Redis does
+//!   not answer.
+//! - `redis-cluster`: the same on a Redis Cluster (every Redis key of one
+//!   quota key shares the hash tag `{key}`).
 //!
 //! # Layer ordering
 //!

@@ -38,7 +38,7 @@ use evenkeel::{
 use http::{Response, StatusCode};
 use tower::{Layer, Service};
 
-use support::{Req, Upstream, preset, request, resilience_stack, tower_stack};
+use support::{Req, Upstream, preset, preset_on, request, resilience_stack, tower_stack};
 
 /// One call: ready, call, one poll with a no-op waker, drop the response.
 /// Never inlined, so `valgrind --tool=callgrind
@@ -180,6 +180,17 @@ fn bench(c: &mut Criterion) {
             let mut svc = preset(&upstream);
             b.iter_batched(request, |req| drive(&mut svc, req), BatchSize::SmallInput)
         });
+        group.bench_function("preset, quota_store(MemoryStore)", |b| {
+            let mut svc = preset_on(&upstream, evenkeel::quota::MemoryStore::new());
+            b.iter_batched(request, |req| drive(&mut svc, req), BatchSize::SmallInput)
+        });
+        group.bench_function("preset, quota_store(type-erased MemoryStore)", |b| {
+            let mut svc = preset_on(
+                &upstream,
+                erased::Erased::new(evenkeel::quota::MemoryStore::new()),
+            );
+            b.iter_batched(request, |req| drive(&mut svc, req), BatchSize::SmallInput)
+        });
         group.bench_function("preset, cloned per call", |b| {
             let svc = preset(&upstream);
             b.iter_batched(
@@ -191,6 +202,95 @@ fn bench(c: &mut Criterion) {
         group.finish();
     }
     stages(c, &Upstream::plain());
+}
+
+/// The alternative to a store type parameter: one `Arc<dyn>` store type,
+/// with boxed keys, tickets and reserve futures, as a preset with a
+/// type-erased store would run on. Here only to be measured against the
+/// type parameter the preset has.
+mod erased {
+    use std::any::Any;
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use evenkeel::quota::cost::Cost;
+    use evenkeel::quota::store::{MemoryKey, MemoryTicket, Report, ResourceSnapshot, Shortage};
+    use evenkeel::quota::{MemoryStore, QuotaStore};
+    use tokio::time::Instant;
+
+    pub(crate) struct Boxed(Box<dyn Any + Send + Sync>);
+
+    impl fmt::Debug for Boxed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Boxed")
+        }
+    }
+
+    type Reserve = Pin<Box<dyn Future<Output = Result<Boxed, Shortage>> + Send>>;
+
+    #[derive(Debug, Clone)]
+    pub(crate) struct Erased(Arc<MemoryStore>);
+
+    impl Erased {
+        pub(crate) fn new(store: MemoryStore) -> Self {
+            Erased(Arc::new(store))
+        }
+    }
+
+    fn key(k: &Boxed) -> &MemoryKey {
+        k.0.downcast_ref().expect("a memory key")
+    }
+
+    fn ticket(t: Boxed) -> MemoryTicket {
+        *t.0.downcast().expect("a memory ticket")
+    }
+
+    impl QuotaStore for Erased {
+        type Key = Boxed;
+        type Ticket = Boxed;
+        type Reserve = Reserve;
+
+        fn open(&self, k: &str) -> Boxed {
+            Boxed(Box::new(self.0.open(k)))
+        }
+
+        fn reserve(&self, k: &Boxed, cost: &Cost, now: Instant) -> Reserve {
+            let reserve = self.0.reserve(key(k), cost, now);
+            Box::pin(async move { reserve.await.map(|t| Boxed(Box::new(t))) })
+        }
+
+        fn estimate(&self, k: &Boxed, cost: &Cost, ahead: &Cost, now: Instant) -> Option<Shortage> {
+            self.0.estimate(key(k), cost, ahead, now)
+        }
+
+        fn release(&self, k: &Boxed, t: Boxed, sent: bool, now: Instant) {
+            self.0.release(key(k), ticket(t), sent, now)
+        }
+
+        fn settle(
+            &self,
+            k: &Boxed,
+            t: Boxed,
+            report: &Report<'_>,
+            now: Instant,
+        ) -> Option<Instant> {
+            self.0.settle(key(k), ticket(t), report, now)
+        }
+
+        fn room_at(&self, k: &Boxed, now: Instant) -> Option<Instant> {
+            self.0.room_at(key(k), now)
+        }
+
+        fn cooldown_until(&self, k: &Boxed, now: Instant) -> Option<Instant> {
+            self.0.cooldown_until(key(k), now)
+        }
+
+        fn snapshot(&self, k: &Boxed, now: Instant) -> Vec<ResourceSnapshot> {
+            self.0.snapshot(key(k), now)
+        }
+    }
 }
 
 criterion_group!(benches, bench);

@@ -140,9 +140,12 @@
 //! - `reqwest-middleware`: [`EvenkeelMiddleware`], the preset as a
 //!   `reqwest-middleware` middleware (implies `reqwest`).
 //! - `tracing`: `tracing` events from every layer.
+//! - `redis`: `quota::store::RedisStore`, one quota shared by a fleet of
+//!   processes through Redis; `redis-cluster`: the same on a Redis
+//!   Cluster.
 //! - `full`: every crate, the preset, the hyper-util connector with rustls,
-//!   and tracing; the reqwest features stay separate, so `full` builds no
-//!   second HTTP client.
+//!   tracing and the Redis store; the reqwest features stay separate, so
+//!   `full` builds no second HTTP client.
 
 mod ext;
 #[cfg(feature = "preset")]

@@ -18,7 +18,7 @@ use evenkeel::{Preset, connector_fn};
 use http::Response;
 use tower::Service;
 
-use support::{Req, Upstream, bare_get, preset, request, resilience_stack, tower_stack};
+use support::{Req, Upstream, bare_get, preset, preset_on, request, resilience_stack, tower_stack};
 
 use evenkeel_alloc_count::{blocks_while, least};
 
@@ -131,6 +131,13 @@ fn the_preset_allocates_only_its_copies_of_the_request_head() {
     ] {
         let bare = blocks(&mut plain.clone(), make);
         let one = blocks(&mut preset(&plain), make);
+        // On a store given to `quota_store`: the same stack, the same
+        // blocks.
+        let given = blocks(
+            &mut preset_on(&plain, evenkeel::quota::MemoryStore::new()),
+            make,
+        );
+        assert_eq!(given, one, "{label}: on a given store");
         let two = blocks(&mut backed_up(), make);
         let (copy, two_copies) = (head_copies(make, 1), head_copies(make, 2));
         let tower = blocks(&mut tower_stack(&plain), make);

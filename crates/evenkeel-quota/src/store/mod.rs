@@ -13,52 +13,39 @@
 //!   cost from all of them, or take nothing and say what is short until
 //!   when.
 //!
-//! [`MemoryStore`] keeps the numbers in this process (the default). A store
-//! shared by several processes (Redis, a database) lets a fleet pace itself
-//! against one provider quota; the trait is shaped so that such a store
-//! needs exactly one round trip per request.
+//! [`MemoryStore`] keeps the numbers in this process (the default).
+//! `RedisStore` (feature `redis`) keeps them in Redis, so that a fleet of
+//! processes on one API key paces itself against one provider quota, in
+//! one round trip per admission; `docs/quota-store-redis.md` describes its
+//! scripts, key layout, expiry and failure modes.
 //!
 //! # Implementing a shared store
 //!
 //! Only [`reserve`](QuotaStore::reserve) is asynchronous: it is the atomic
-//! check-and-reserve, and the layer awaits it holding no lock. In Redis it
-//! is one `EVALSHA` of a script that, for each dimension of the key, runs
-//! GCRA on a stored *theoretical arrival time* `tat` (the instant at which
-//! the bucket would be full again):
-//!
-//! ```text
-//! for each dimension d with cost c_d > 0:       -- rate r_d, capacity L_d
-//!     allow_at_d = max(tat_d, now) + c_d / r_d - L_d / r_d
-//! if the key's cooldown (a key with a TTL) is set: return SHORT(cooldown end)
-//! if max(allow_at_d) > now: return SHORT(max allow_at_d, its resource)
-//! for each d: tat_d = max(tat_d, now) + c_d / r_d
-//! seq = INCR(key:seq)                           -- orders readings
-//! return TICKET(seq, per-field cumulative cost after this request)
-//! ```
+//! check-and-reserve, and the layer awaits it holding no lock. A networked
+//! store answers it in one round trip (for Redis, one `EVALSHA`) that
+//! checks every dimension of the key on the server's clock and takes the
+//! cost as a reservation, or says what is short until when.
 //!
 //! The other methods must not block the request path:
 //!
-//! - [`settle`](QuotaStore::settle) applies what a response said. A reading
-//!   (`remaining` R for the request numbered `seq`) becomes
-//!   `tat = now + (L - (R - cost admitted after seq)) / r` unless a newer
-//!   reading was applied (compare `seq`); a pushback sets the cooldown key
-//!   with its TTL. Send it pipelined and do not await it: the caller's
-//!   response must not wait for the store.
-//! - [`release`](QuotaStore::release) gives a reservation back
-//!   (`tat -= c / r`), pipelined too.
+//! - [`settle`](QuotaStore::settle) applies what a response said (the
+//!   charge, rate-limit readings ordered by admission, a cooldown). Send it
+//!   in the background and do not await it: the caller's response must not
+//!   wait for the store. Return the cooldown's end computed locally, so the
+//!   process that saw the pushback holds back at once.
+//! - [`release`](QuotaStore::release) gives a reservation back, in the
+//!   background too.
 //! - [`estimate`](QuotaStore::estimate), [`room_at`](QuotaStore::room_at),
 //!   [`cooldown_until`](QuotaStore::cooldown_until) and
 //!   [`snapshot`](QuotaStore::snapshot) are synchronous: a networked store
 //!   answers them from the state its last round trip returned, kept per
 //!   key. They inform (fail-fast checks, balancers, dashboards); `reserve`
 //!   decides.
-//!
-//! Learning refill rates from observation needs the readings in sequence
-//! order with the cumulative costs between them; a shared store can run the
-//! same arithmetic as [`MemoryStore`] in its `settle` script, or keep the
-//! learning local and write the learned rate next to `tat`.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -69,6 +56,10 @@ use tokio::time::Instant;
 
 use crate::cost::Cost;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisKey, RedisReserve, RedisStore, RedisStoreBuilder, RedisStoreError, RedisTicket,
+};
 pub use memory::{MemoryKey, MemoryStore, MemoryStoreBuilder, MemoryTicket};
 
 /// The state of a quota, shared by every clone of a layer and, for a

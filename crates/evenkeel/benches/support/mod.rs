@@ -149,6 +149,20 @@ pub(crate) fn preset(upstream: &Upstream) -> Preset<Upstream> {
         .unwrap()
 }
 
+/// The preset with one endpoint and every default, on `store` (given to
+/// `quota_store`) instead of a store of its own.
+pub(crate) fn preset_on<St>(upstream: &Upstream, store: St) -> Preset<Upstream, St>
+where
+    St: evenkeel::quota::QuotaStore + Clone,
+{
+    let upstream = upstream.clone();
+    Preset::builder()
+        .endpoint("http://api.example")
+        .quota_store(store)
+        .build(connector_fn(move |_| Ok(upstream.clone())))
+        .unwrap()
+}
+
 /// tower's `Retry` with the simplest policy that can retry (clone every
 /// request, retry errors only) over a `ConcurrencyLimit`.
 #[derive(Clone, Copy)]

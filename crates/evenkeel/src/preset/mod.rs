@@ -27,7 +27,7 @@ use evenkeel_failover::{
 use evenkeel_headers::Resource;
 use evenkeel_limit::{Aimd, Algorithm, Gradient, Limit, LimitHandle, LimitLayer, Sample, Vegas};
 use evenkeel_metrics::{Metrics, MetricsLayer, Scope};
-use evenkeel_quota::{Quota, QuotaHandle, QuotaLayer, StaticQuota};
+use evenkeel_quota::{MemoryStore, Quota, QuotaHandle, QuotaLayer, QuotaStore, StaticQuota};
 use evenkeel_retry::{Retry, RetryBudget, RetryLayer};
 use http::{Request, Uri};
 use tower::ServiceBuilder;
@@ -67,10 +67,11 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = evenkeel_retry::DEFAULT_BODY_IDL
 /// (375 ms), so the retry that follows is never held back by it.
 pub const BARE_429_COOLDOWN: Duration = Duration::from_millis(250);
 
-/// The stack of one endpoint: base URL → quota → adaptive limit → metrics
-/// per attempt → the observer that judges each answer once → attempt
-/// timeout → connector.
-pub type EndpointStack<S> = BaseUrl<
+/// The stack of one endpoint: base URL → quota (its numbers in the store
+/// `St`, [`MemoryStore`] unless [`PresetBuilder::quota_store`] names
+/// another) → adaptive limit → metrics per attempt → the observer that
+/// judges each answer once → attempt timeout → connector.
+pub type EndpointStack<S, St = MemoryStore> = BaseUrl<
     Quota<
         Limit<
             Metrics<Observe<AttemptTimeout<S>, PresetClassifier>, PresetClassifier>,
@@ -79,13 +80,14 @@ pub type EndpointStack<S> = BaseUrl<
         >,
         PresetKey,
         PresetCost,
+        St,
     >,
 >;
 
 /// The whole stack: metrics per call → retry (with the total deadline) →
 /// failover over [`EndpointStack`]s.
-pub type Stack<S> = Metrics<
-    Retry<Failover<EndpointStack<S>, PresetClassifier, Reuse>, PresetClassifier>,
+pub type Stack<S, St = MemoryStore> = Metrics<
+    Retry<Failover<EndpointStack<S, St>, PresetClassifier, Reuse>, PresetClassifier>,
     PresetClassifier,
 >;
 
@@ -96,15 +98,20 @@ pub type Stack<S> = Metrics<
 /// `http::Request<B>` for any body `B: http_body::Body + Unpin`; requests
 /// carry a path (`/v1/messages`) or an absolute URI, and the chosen
 /// endpoint supplies scheme, authority and base path.
-pub struct Preset<S> {
-    stack: Stack<S>,
-    failover: FailoverHandle<EndpointStack<S>>,
-    state: Arc<State>,
+///
+/// `St` is where quota state lives: a [`MemoryStore`] of this process by
+/// default, or the store given to [`PresetBuilder::quota_store`] (a
+/// `RedisStore` shares one quota across every process using it).
+pub struct Preset<S, St: QuotaStore = MemoryStore> {
+    stack: Stack<S, St>,
+    failover: FailoverHandle<EndpointStack<S, St>>,
+    state: Arc<State<St>>,
 }
 
-struct State {
+struct State<St: QuotaStore> {
     budget: RetryBudget,
-    quotas: Vec<(String, QuotaHandle)>,
+    store: St,
+    quotas: Vec<(String, QuotaHandle<St>)>,
     limits: Vec<(String, LimitHandle)>,
 }
 
@@ -118,7 +125,7 @@ impl Preset<()> {
     }
 }
 
-impl<S> Preset<S> {
+impl<S, St: QuotaStore> Preset<S, St> {
     /// The retry budget.
     pub fn budget(&self) -> &RetryBudget {
         &self.state.budget
@@ -131,13 +138,19 @@ impl<S> Preset<S> {
 
     /// The balancer's handle: endpoint states, failover counts, and adding,
     /// removing or draining endpoints at run time.
-    pub fn failover(&self) -> &FailoverHandle<EndpointStack<S>> {
+    pub fn failover(&self) -> &FailoverHandle<EndpointStack<S, St>> {
         &self.failover
     }
 
     /// Each endpoint's quota handle, by endpoint name.
-    pub fn quotas(&self) -> &[(String, QuotaHandle)] {
+    pub fn quotas(&self) -> &[(String, QuotaHandle<St>)] {
         &self.state.quotas
+    }
+
+    /// The store every endpoint's quota state lives in (one store for all
+    /// endpoints: endpoints with the same quota key share its state).
+    pub fn quota_store(&self) -> &St {
+        &self.state.store
     }
 
     /// Each endpoint's concurrency limit handle, by endpoint name.
@@ -146,17 +159,17 @@ impl<S> Preset<S> {
     }
 
     /// The stack itself.
-    pub fn get_ref(&self) -> &Stack<S> {
+    pub fn get_ref(&self) -> &Stack<S, St> {
         &self.stack
     }
 
     /// Unwraps the stack.
-    pub fn into_inner(self) -> Stack<S> {
+    pub fn into_inner(self) -> Stack<S, St> {
         self.stack
     }
 }
 
-impl<S: Clone> Clone for Preset<S> {
+impl<S: Clone, St: QuotaStore> Clone for Preset<S, St> {
     fn clone(&self) -> Self {
         Preset {
             stack: self.stack.clone(),
@@ -166,7 +179,7 @@ impl<S: Clone> Clone for Preset<S> {
     }
 }
 
-impl<S> fmt::Debug for Preset<S> {
+impl<S, St: QuotaStore> fmt::Debug for Preset<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Preset")
             .field(
@@ -174,17 +187,19 @@ impl<S> fmt::Debug for Preset<S> {
                 &self.state.limits.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
             .field("budget", &self.state.budget)
+            .field("quota_store", &self.state.store)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, B> Service<Request<B>> for Preset<S>
+impl<S, St, B> Service<Request<B>> for Preset<S, St>
 where
-    Stack<S>: Service<Request<B>>,
+    St: QuotaStore,
+    Stack<S, St>: Service<Request<B>>,
 {
-    type Response = <Stack<S> as Service<Request<B>>>::Response;
-    type Error = <Stack<S> as Service<Request<B>>>::Error;
-    type Future = <Stack<S> as Service<Request<B>>>::Future;
+    type Response = <Stack<S, St> as Service<Request<B>>>::Response;
+    type Error = <Stack<S, St> as Service<Request<B>>>::Error;
+    type Future = <Stack<S, St> as Service<Request<B>>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -255,7 +270,11 @@ impl Algorithm for PresetLimit {
 
 /// Builds a [`Preset`]; [`build`](PresetBuilder::build) validates the whole
 /// configuration and names the field at fault.
-pub struct PresetBuilder {
+///
+/// `St` is the quota store the preset will run on: [`MemoryStore`] until
+/// [`quota_store`](Self::quota_store) names another.
+pub struct PresetBuilder<St = MemoryStore> {
+    store: StoreSource<St>,
     endpoints: Vec<PresetEndpoint>,
     quota_key: Option<String>,
     cost: PresetCost,
@@ -273,9 +292,19 @@ pub struct PresetBuilder {
     jitter: Jitter,
 }
 
+/// Where the preset's quota store comes from.
+enum StoreSource<St> {
+    /// A [`MemoryStore`] made by `build` with the declared quotas (the
+    /// function is the identity: `St` is `MemoryStore`).
+    Memory(fn(MemoryStore) -> St),
+    /// The store given to [`PresetBuilder::quota_store`].
+    Given(St),
+}
+
 impl Default for PresetBuilder {
     fn default() -> Self {
         PresetBuilder {
+            store: StoreSource::Memory(std::convert::identity),
             endpoints: Vec::new(),
             quota_key: None,
             cost: PresetCost::default(),
@@ -295,7 +324,67 @@ impl Default for PresetBuilder {
     }
 }
 
-impl PresetBuilder {
+impl<St> PresetBuilder<St> {
+    /// Keeps every endpoint's quota state in `store` instead of a
+    /// [`MemoryStore`] of this process. One store serves every endpoint;
+    /// the quota key (see [`quota_key`](Self::quota_key)) decides which
+    /// state a request reads, so endpoints, presets and processes that
+    /// share a store and a key pace against one quota.
+    ///
+    /// Quotas the store should enforce before any header is read are the
+    /// store's own settings: [`declare`](Self::declare) and
+    /// [`rate_limit`](Self::rate_limit) apply to the built-in
+    /// [`MemoryStore`], and [`build`](Self::build) refuses them next to a
+    /// store given here rather than leave them unenforced.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use evenkeel::Preset;
+    /// use evenkeel::quota::{MemoryStore, StaticQuota};
+    /// use evenkeel::headers::Resource;
+    ///
+    /// // Two presets (two services of one process, or, with a shared
+    /// // store, two processes) on one API key.
+    /// let store = MemoryStore::builder()
+    ///     .declare(StaticQuota::new(Resource::Requests, 3000, Duration::from_secs(60)))
+    ///     .build()?;
+    /// let a = Preset::builder()
+    ///     .endpoint("https://api.anthropic.com")
+    ///     .quota_key("team-key")
+    ///     .quota_store(store.clone())
+    ///     .build_https()?;
+    /// let b = Preset::builder()
+    ///     .endpoint("https://api.anthropic.com")
+    ///     .quota_key("team-key")
+    ///     .quota_store(store)
+    ///     .build_https()?;
+    /// # drop((a, b));
+    /// # Ok::<(), evenkeel::core::ConfigError>(())
+    /// ```
+    pub fn quota_store<St2>(self, store: St2) -> PresetBuilder<St2>
+    where
+        St2: QuotaStore + Clone,
+    {
+        PresetBuilder {
+            store: StoreSource::Given(store),
+            endpoints: self.endpoints,
+            quota_key: self.quota_key,
+            cost: self.cost,
+            max_attempts: self.max_attempts,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            max_server_wait: self.max_server_wait,
+            max_quota_wait: self.max_quota_wait,
+            body_idle_timeout: self.body_idle_timeout,
+            budget: self.budget,
+            quotas: self.quotas,
+            limit: self.limit,
+            classifier: self.classifier,
+            events: self.events,
+            jitter: self.jitter,
+        }
+    }
+
     /// Adds an endpoint by base URL (`https://api.anthropic.com`,
     /// `http://10.0.0.7:8080/anthropic`). The first is the primary; each
     /// further one is a backup tried when those before it are down,
@@ -437,10 +526,11 @@ impl PresetBuilder {
 
     /// Validates the configuration and builds the stack, with one service
     /// per endpoint from `connector`.
-    pub fn build<C>(self, connector: C) -> Result<Preset<C::Service>, ConfigError>
+    pub fn build<C>(self, connector: C) -> Result<Preset<C::Service, St>, ConfigError>
     where
         C: Connector,
         C::Service: Clone,
+        St: QuotaStore + Clone,
     {
         if self.endpoints.is_empty() {
             return Err(ConfigError::new(
@@ -482,6 +572,27 @@ impl PresetBuilder {
                 ),
             ));
         }
+
+        // One store for every endpoint: the quota key picks the state.
+        let store = match self.store {
+            StoreSource::Memory(into) => {
+                let mut memory = MemoryStore::builder().max_cooldown(self.max_server_wait);
+                for declared in &self.quotas {
+                    memory = memory.declare(declared.clone());
+                }
+                into(memory.build()?)
+            }
+            StoreSource::Given(store) => {
+                if !self.quotas.is_empty() {
+                    return Err(ConfigError::new(
+                        "quota_store",
+                        "keeps its own declared quotas: declare those given to the preset's \
+                         `rate_limit` or `declare` on the store instead",
+                    ));
+                }
+                store
+            }
+        };
 
         // Metrics go through the `metrics` facade: without a recorder
         // installed they cost next to nothing and record nowhere.
@@ -532,17 +643,14 @@ impl PresetBuilder {
                 Some(key) => PresetKey::Named(key.as_str().into()),
                 None => PresetKey::Authority,
             };
-            let mut quota = QuotaLayer::builder()
+            let quota = QuotaLayer::builder()
                 .key(key)
                 .estimator(self.cost)
+                .store(store.clone())
                 .max_wait(self.max_quota_wait)
                 .default_cooldown(BARE_429_COOLDOWN)
-                .max_cooldown(self.max_server_wait)
-                .events(events.clone());
-            for declared in &self.quotas {
-                quota = quota.declare(declared.clone());
-            }
-            let quota = quota.build()?;
+                .events(events.clone())
+                .build()?;
             let limit = LimitLayer::adaptive(self.limit.clone())
                 .classifier(self.classifier.clone())
                 .name(name.clone())
@@ -604,6 +712,7 @@ impl PresetBuilder {
             failover: handle,
             state: Arc::new(State {
                 budget,
+                store,
                 quotas,
                 limits,
             }),
@@ -614,14 +723,20 @@ impl PresetBuilder {
     /// requests with `Full<Bytes>` bodies (see [`HyperConnector`] for
     /// others).
     #[cfg(feature = "hyper")]
-    pub fn build_http(self) -> Result<Preset<HttpClient>, ConfigError> {
+    pub fn build_http(self) -> Result<Preset<HttpClient, St>, ConfigError>
+    where
+        St: QuotaStore + Clone,
+    {
         self.build(HyperConnector::http())
     }
 
     /// Builds the stack on the hyper-util client over HTTPS (rustls, web
     /// PKI roots) and plain HTTP, for requests with `Full<Bytes>` bodies.
     #[cfg(feature = "rustls")]
-    pub fn build_https(self) -> Result<Preset<HttpsClient>, ConfigError> {
+    pub fn build_https(self) -> Result<Preset<HttpsClient, St>, ConfigError>
+    where
+        St: QuotaStore + Clone,
+    {
         self.build(HyperConnector::https())
     }
 }
@@ -727,9 +842,14 @@ pub type HttpsClient = hyper_util::client::legacy::Client<
     ConnectorBody,
 >;
 
-impl fmt::Debug for PresetBuilder {
+impl<St: fmt::Debug> fmt::Debug for PresetBuilder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store: &dyn fmt::Debug = match &self.store {
+            StoreSource::Memory(_) => &"MemoryStore (built with the declared quotas)",
+            StoreSource::Given(store) => store,
+        };
         f.debug_struct("PresetBuilder")
+            .field("quota_store", store)
             .field("endpoints", &self.endpoints)
             .field("quota_key", &self.quota_key)
             .field("cost", &self.cost)
@@ -739,6 +859,7 @@ impl fmt::Debug for PresetBuilder {
             .field("max_server_wait", &self.max_server_wait)
             .field("max_quota_wait", &self.max_quota_wait)
             .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("quotas", &self.quotas)
             .field("limit", &self.limit)
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
