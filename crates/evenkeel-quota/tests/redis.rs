@@ -511,9 +511,11 @@ async fn a_dead_redis_falls_back_to_local_pacing_and_recovers() {
     server.kill();
     // The call fails, the process paces itself with its share: 10 / 2.
     let mut admitted = 0;
+    let mut kept = None;
     for _ in 0..20 {
-        if store.reserve(&key, &one(), Instant::now()).await.is_ok() {
+        if let Ok(ticket) = store.reserve(&key, &one(), Instant::now()).await {
             admitted += 1;
+            kept.get_or_insert(ticket);
         }
     }
     assert!(store.is_fallback());
@@ -534,6 +536,14 @@ async fn a_dead_redis_falls_back_to_local_pacing_and_recovers() {
         .await
         .unwrap();
     assert_eq!(seq, 1);
+    // A request admitted locally and answered with a pushback after the
+    // recovery still holds this process back.
+    let limits = RateLimits::new();
+    let report = Report::new(&limits).with_cooldown(Some(Duration::from_secs(30)));
+    let now = Instant::now();
+    let until = store.settle(&key, kept.unwrap(), &report, now);
+    assert_eq!(until, Some(now + Duration::from_secs(30)));
+    assert_eq!(store.cooldown_until(&key, Instant::now()), until);
 }
 
 #[tokio::test]

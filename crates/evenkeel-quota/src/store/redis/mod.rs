@@ -860,8 +860,19 @@ impl QuotaStore for RedisStore {
     ) -> Option<Instant> {
         match ticket.0 {
             TicketKind::Local { generation, ticket } => {
-                let (g, local) = self.inner.fallback().filter(|(g, _)| *g == generation)?;
-                local.settle(&key.local(g, &local), ticket, report, now)
+                match self.inner.fallback().filter(|(g, _)| *g == generation) {
+                    Some((g, local)) => local.settle(&key.local(g, &local), ticket, report, now),
+                    // Admitted locally, answered once back on Redis: the
+                    // local state is gone, but a pushback still holds this
+                    // process back.
+                    None => {
+                        let cooldown = report.cooldown?;
+                        let until = now + cooldown.min(self.inner.settings.max_cooldown);
+                        let mut cache = key.inner.cache.lock();
+                        cache.cooldown = Some(cache.cooldown.map_or(until, |c| c.max(until)));
+                        Some(until)
+                    }
+                }
             }
             remote => {
                 let charge = report.charged != Charged::No;
