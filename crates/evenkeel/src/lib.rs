@@ -131,3 +131,8 @@ pub use preset::{
 };
 #[cfg(feature = "hyper")]
 pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+#[cfg(feature = "hyper")]
+pub use preset::{
+    Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute, ProxyStream, RoutedConnector,
+    Via,
+};
