@@ -708,16 +708,17 @@ impl PresetBuilder {
                 .iter()
                 .map(|p| Proxy::parse(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            if proxies.is_empty() && connector.reads_proxy_env() {
-                if let Some(proxy) = self.proxy_env.proxy_for(uri)? {
-                    #[cfg(feature = "tracing")]
-                    tracing::info!(
-                        endpoint = %endpoint.url,
-                        proxy = %proxy,
-                        "the proxy environment routes this endpoint through a proxy"
-                    );
-                    proxies.push(proxy);
-                }
+            if proxies.is_empty()
+                && connector.reads_proxy_env()
+                && let Some(proxy) = self.proxy_env.proxy_for(uri)?
+            {
+                #[cfg(feature = "tracing")]
+                tracing::info!(
+                    endpoint = %endpoint.url,
+                    proxy = %proxy,
+                    "the proxy environment routes this endpoint through a proxy"
+                );
+                proxies.push(proxy);
             }
             for (i, proxy) in proxies.iter().enumerate() {
                 if proxies[..i].iter().any(|p| p.uri() == proxy.uri()) {
@@ -733,7 +734,7 @@ impl PresetBuilder {
                 all.push(
                     ProxyRoute::group(&proxies)
                         .into_iter()
-                        .map(Route::Proxy)
+                        .map(|route| Route::Proxy(Box::new(route)))
                         .collect(),
                 );
             }
@@ -757,7 +758,7 @@ enum Route {
     Direct,
     /// Through a proxy.
     #[cfg(feature = "hyper")]
-    Proxy(ProxyRoute),
+    Proxy(Box<ProxyRoute>),
 }
 
 impl Route {

@@ -1241,3 +1241,279 @@ where
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use evenkeel_core::error::ConnectError;
+    use evenkeel_core::{Outcome, Sent, classify_error};
+
+    use super::*;
+
+    fn refused(message: &str) -> ConfigError {
+        Proxy::parse(message).unwrap_err()
+    }
+
+    #[test]
+    fn proxy_urls_of_each_kind_parse_with_default_ports() {
+        let cases = [
+            ("http://proxy1:3128", ProxyKind::Http, "http://proxy1:3128/"),
+            ("http://proxy1", ProxyKind::Http, "http://proxy1:80/"),
+            ("HTTPS://proxy1", ProxyKind::Https, "https://proxy1:443/"),
+            (
+                "socks5://10.0.0.1",
+                ProxyKind::Socks5,
+                "socks5://10.0.0.1:1080/",
+            ),
+            (
+                "socks5h://[::1]:9050/",
+                ProxyKind::Socks5h,
+                "socks5h://[::1]:9050/",
+            ),
+        ];
+        for (url, kind, uri) in cases {
+            let proxy = Proxy::parse(url).unwrap();
+            assert_eq!(proxy.kind(), kind, "{url}");
+            assert_eq!(proxy.uri().to_string(), uri, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_proxy_urls_are_refused_quoting_them() {
+        let err = refused("ftp://proxy1:21");
+        assert_eq!(err.field(), "via_proxies");
+        assert!(err.to_string().contains("`ftp://proxy1:21`"), "{err}");
+        assert!(err.to_string().contains("`ftp`"), "{err}");
+        let err = refused("socks4://proxy1:1080");
+        assert!(err.to_string().contains("`socks4`"), "{err}");
+        let err = refused("http://:3128");
+        assert!(
+            err.to_string().contains("`http://:3128` has no host"),
+            "{err}"
+        );
+        let err = refused("http://user:pw@");
+        assert!(err.to_string().contains("is not a proxy URL"), "{err}");
+        let err = refused("proxy1:3128");
+        assert!(err.to_string().contains("no scheme"), "{err}");
+        let err = refused("http://proxy1:3128/some/path");
+        assert!(err.to_string().contains("path"), "{err}");
+        let err = refused("   ");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = refused("http://proxy 1:3128");
+        assert!(err.to_string().contains("not a proxy URL"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let proxy = Proxy::parse("http://alice:s3cret@proxy1:3128").unwrap();
+        assert_eq!(proxy.to_string(), "http://alice@proxy1:3128");
+        assert!(!format!("{proxy:?}").contains("s3cret"));
+        let err = refused("ftp://alice:s3cret@proxy1");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(err.to_string().contains("alice:***@proxy1"), "{err}");
+    }
+
+    #[test]
+    fn credentials_become_basic_auth_and_socks_user_password() {
+        let http = Proxy::parse("http://Aladdin:open%20sesame@proxy1:3128").unwrap();
+        assert_eq!(
+            http.intercept.basic_auth().unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        let socks = Proxy::parse("socks5h://bob:pw@proxy1").unwrap();
+        assert_eq!(socks.intercept.raw_auth(), Some(("bob", "pw")));
+        let none = Proxy::parse("http://proxy1").unwrap();
+        assert!(none.intercept.basic_auth().is_none());
+    }
+
+    fn env(vars: &[(&str, &str)]) -> ProxyEnv {
+        ProxyEnv::from_vars(vars.iter().copied())
+    }
+
+    fn chosen(env: &ProxyEnv, target: &str) -> Option<String> {
+        env.proxy_for(&target.parse().unwrap())
+            .unwrap()
+            .map(|p| p.to_string())
+    }
+
+    #[test]
+    fn the_environment_picks_the_proxy_by_scheme_like_curl() {
+        let env = env(&[
+            ("HTTPS_PROXY", "http://secure:3128"),
+            ("http_proxy", "plain:8080"),
+            ("ALL_PROXY", "socks5h://all:1080"),
+        ]);
+        assert_eq!(
+            chosen(&env, "https://api.example.com").as_deref(),
+            Some("http://secure:3128")
+        );
+        // A value without a scheme is `http://`.
+        assert_eq!(
+            chosen(&env, "http://api.example.com").as_deref(),
+            Some("http://plain:8080")
+        );
+        let only_all = self::env(&[("all_proxy", "socks5h://all:1080")]);
+        assert_eq!(
+            chosen(&only_all, "https://a.example").as_deref(),
+            Some("socks5h://all:1080")
+        );
+        assert_eq!(
+            chosen(&only_all, "http://a.example").as_deref(),
+            Some("socks5h://all:1080")
+        );
+        // The upper-case name wins over the lower-case one.
+        let both = self::env(&[
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:2"),
+        ]);
+        assert_eq!(
+            chosen(&both, "https://a.example").as_deref(),
+            Some("http://upper:1")
+        );
+    }
+
+    #[test]
+    fn no_proxy_sends_hosts_domains_and_ranges_direct() {
+        let env = env(&[
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("NO_PROXY", "localhost, .internal.example,10.0.0.0/8"),
+        ]);
+        assert_eq!(chosen(&env, "https://localhost:8443"), None);
+        assert_eq!(chosen(&env, "https://llm.internal.example"), None);
+        assert_eq!(chosen(&env, "https://10.1.2.3"), None);
+        assert_eq!(
+            chosen(&env, "https://api.example.com").as_deref(),
+            Some("http://proxy:3128")
+        );
+    }
+
+    #[test]
+    fn no_environment_and_cgi_read_no_proxy() {
+        assert_eq!(chosen(&ProxyEnv::none(), "https://a.example"), None);
+        assert_eq!(chosen(&env(&[]), "https://a.example"), None);
+        let cgi = env(&[
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        assert_eq!(chosen(&cgi, "https://a.example"), None);
+        let only_https = env(&[("HTTPS_PROXY", "http://proxy:3128")]);
+        assert_eq!(chosen(&only_https, "http://a.example"), None);
+    }
+
+    #[test]
+    fn an_unusable_environment_value_fails_naming_the_variable() {
+        let bad = env(&[("HTTPS_PROXY", "ftp://proxy:21")]);
+        let err = bad
+            .proxy_for(&"https://a.example".parse().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTPS_PROXY"), "{err}");
+        assert!(err.to_string().contains("no_proxy_env()"), "{err}");
+    }
+
+    fn proxy_error(others: &[(&str, &str)]) -> ProxyError {
+        ProxyError {
+            proxy: "http://127.0.0.1:9".into(),
+            failure: ProxyFailure::Unreachable,
+            source: Some(io::Error::from(io::ErrorKind::ConnectionRefused).into()),
+            others: others
+                .iter()
+                .map(|(p, why)| (Arc::from(*p), Arc::from(*why)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_proxy_failure_is_never_sent_whatever_its_kind() {
+        for failure in [
+            ProxyFailure::Unreachable,
+            ProxyFailure::AuthRequired,
+            ProxyFailure::Refused,
+            ProxyFailure::Handshake,
+        ] {
+            let mut error = proxy_error(&[]);
+            error.failure = failure;
+            error.source = Some("proxy answered 502".into());
+            let marked = ConnectError::new(error);
+            match classify_error(&marked) {
+                Outcome::Failed(f) => assert_eq!(f.sent, Sent::Never, "{failure:?}"),
+                other => panic!("{failure:?}: {other:?}"),
+            }
+        }
+        let refused = ConnectError::new(proxy_error(&[]));
+        match classify_error(&refused) {
+            Outcome::Failed(f) => assert_eq!(f.kind, evenkeel_core::FailureKind::ConnectionRefused),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_error_names_every_failed_route_and_is_found_in_a_chain() {
+        let error = proxy_error(&[(
+            "http://127.0.0.1:8",
+            "proxy `http://127.0.0.1:8` is unreachable: refused",
+        )]);
+        let text = error.to_string();
+        assert!(
+            text.contains("proxy `http://127.0.0.1:9` is unreachable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("proxy `http://127.0.0.1:8` is unreachable: refused"),
+            "{text}"
+        );
+        let marked = ConnectError::new(error);
+        let found = ProxyError::find(&marked).unwrap();
+        assert_eq!(found.proxy(), "http://127.0.0.1:9");
+        assert_eq!(found.other_routes().count(), 1);
+        assert!(ProxyError::find(&io::Error::other("no proxy here")).is_none());
+    }
+
+    #[test]
+    fn the_route_book_keeps_the_last_failure_of_each_route_until_it_connects() {
+        let proxies = [
+            Proxy::parse("http://a:1").unwrap(),
+            Proxy::parse("http://b:2").unwrap(),
+        ];
+        let routes = ProxyRoute::group(&proxies);
+        assert_eq!(routes[0].name("api"), "api via a:1");
+        routes[0].failed(&ProxyFailureText("a failed".into()));
+        let others = routes[1].others();
+        assert_eq!(others.len(), 1);
+        assert_eq!((&*others[0].0, &*others[0].1), ("http://a:1", "a failed"));
+        assert!(
+            routes[0].others().is_empty(),
+            "a route is not its own sibling"
+        );
+        routes[0].succeeded();
+        assert!(routes[1].others().is_empty());
+    }
+
+    #[test]
+    fn targets_get_their_port_written_out_for_the_tunnel() {
+        assert_eq!(
+            with_port("http://a.example/x".parse().unwrap()),
+            "http://a.example:80/x"
+        );
+        assert_eq!(
+            with_port("https://a.example".parse().unwrap()),
+            "https://a.example:443/"
+        );
+        assert_eq!(
+            with_port("https://a.example:8443".parse().unwrap()),
+            "https://a.example:8443/"
+        );
+    }
+
+    #[test]
+    fn tunnel_failures_are_told_apart() {
+        let (kind, _) = tunnel_failure(&Unreached, Some("refused".into()));
+        assert_eq!(kind, ProxyFailure::Unreachable);
+        let auth = io::Error::other("proxy authorization required");
+        assert_eq!(tunnel_failure(&auth, None).0, ProxyFailure::AuthRequired);
+        let refused = io::Error::other("unsuccessful");
+        assert_eq!(tunnel_failure(&refused, None).0, ProxyFailure::Refused);
+        let socks = io::Error::other("SOCKS error: credentials not accepted");
+        assert_eq!(tunnel_failure(&socks, None).0, ProxyFailure::AuthRequired);
+        let socks = io::Error::other("SOCKS error: connection refused");
+        assert_eq!(tunnel_failure(&socks, None).0, ProxyFailure::Refused);
+    }
+}
