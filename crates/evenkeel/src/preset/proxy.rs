@@ -813,7 +813,7 @@ impl Hop {
         let intercept = &proxy.intercept;
         match proxy.kind {
             ProxyKind::Http => {
-                let (tcp, slot) = Recording::new(tcp);
+                let (tcp, notes) = Recording::new(tcp);
                 let mut tunnel = Tunnel::new(proxy.uri.clone(), tcp);
                 if let Some(auth) = intercept.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
@@ -821,12 +821,12 @@ impl Hop {
                 let io = tunnel
                     .oneshot(dst)
                     .await
-                    .map_err(|e| tunnel_failure(&e, take(&slot)))?;
-                Ok(ProxyStream::tunnel(io))
+                    .map_err(|e| tunnel_failure(&e, &notes))?;
+                Ok(ProxyStream::tunnel(io.done()))
             }
             ProxyKind::Https => self.tunnel_tls(tcp, dst).await,
             ProxyKind::Socks5 | ProxyKind::Socks5h => {
-                let (tcp, slot) = Recording::new(tcp);
+                let (tcp, notes) = Recording::new(tcp);
                 let mut socks =
                     SocksV5::new(proxy.uri.clone(), tcp).local_dns(proxy.kind == ProxyKind::Socks5);
                 if let Some((user, pass)) = intercept.raw_auth() {
@@ -835,8 +835,8 @@ impl Hop {
                 let io = socks
                     .oneshot(dst)
                     .await
-                    .map_err(|e| tunnel_failure(&e, take(&slot)))?;
-                Ok(ProxyStream::tunnel(io))
+                    .map_err(|e| tunnel_failure(&e, &notes))?;
+                Ok(ProxyStream::tunnel(io.done()))
             }
         }
     }
@@ -860,7 +860,7 @@ impl Hop {
             .https_only()
             .enable_http1()
             .wrap_connector(tcp);
-        let (https, slot) = Recording::new(https);
+        let (https, notes) = Recording::new(https);
         let mut tunnel = Tunnel::new(proxy.uri.clone(), https);
         if let Some(auth) = proxy.intercept.basic_auth() {
             tunnel = tunnel.with_auth(auth.clone());
@@ -868,8 +868,8 @@ impl Hop {
         let io = tunnel
             .oneshot(dst)
             .await
-            .map_err(|e| tunnel_failure(&e, take(&slot)))?;
-        Ok(ProxyStream::tunnel(io))
+            .map_err(|e| tunnel_failure(&e, &notes))?;
+        Ok(ProxyStream::tunnel(io.done()))
     }
 
     #[cfg(not(feature = "rustls"))]
@@ -912,14 +912,27 @@ fn with_port(dst: Uri) -> Uri {
 
 /// What a tunnel's error means. hyper-util's tunnel errors are not
 /// public types: a failure to reach the proxy is known from the
-/// [`Recording`] connector below it, an I/O error from the error's
-/// source, and the rest from the library's stable messages.
+/// [`Recording`] connector below it, an answer to `CONNECT` from the bytes
+/// the proxy sent, an I/O error from the error's source, and the rest of
+/// the SOCKS errors from the library's stable messages.
 fn tunnel_failure(
     error: &(dyn StdError + 'static),
-    unreachable: Option<BoxError>,
+    notes: &Mutex<Notes>,
 ) -> (ProxyFailure, Option<BoxError>) {
-    if let Some(cause) = unreachable {
+    let mut notes = notes.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(cause) = notes.unreached.take() {
         return (ProxyFailure::Unreachable, Some(cause));
+    }
+    if let Some((status, line)) = status_line(&notes.answer) {
+        let failure = match status {
+            // tinyproxy answers wrong credentials with a 401.
+            401 | 407 => ProxyFailure::AuthRequired,
+            _ => ProxyFailure::Refused,
+        };
+        return (
+            failure,
+            Some(format!("the proxy answered `CONNECT` with `{line}`").into()),
+        );
     }
     if let Some(io) = error.source().and_then(|e| e.downcast_ref::<io::Error>()) {
         return (
@@ -928,11 +941,7 @@ fn tunnel_failure(
         );
     }
     let text = error.to_string();
-    let failure = if text.contains("proxy authorization required") {
-        return (ProxyFailure::AuthRequired, None);
-    } else if text.contains("unsuccessful") {
-        ProxyFailure::Refused
-    } else if text.contains("SOCKS")
+    let failure = if text.contains("SOCKS")
         && (text.contains("authentication") || text.contains("credentials"))
     {
         ProxyFailure::AuthRequired
@@ -946,36 +955,74 @@ fn tunnel_failure(
     (failure, Some(text.into()))
 }
 
-/// A connector to a proxy that keeps its own error, so that a failure to
-/// reach the proxy is told apart from one in the handshake after it.
+/// The status code and status line of an HTTP answer's first bytes, the
+/// line cut to printable ASCII and 100 characters: what a proxy sends is
+/// shown to users, and it may be anything.
+fn status_line(answer: &[u8]) -> Option<(u16, String)> {
+    let end = answer.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &answer[..end];
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    if rest.get(1) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = std::str::from_utf8(code).ok()?.parse().ok()?;
+    let shown = line
+        .iter()
+        .take(100)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    Some((status, shown))
+}
+
+/// The longest start of a proxy's answer kept for an error message.
+const ANSWER_KEPT: usize = 256;
+
+/// What a [`Recording`] connector saw of its proxy.
+#[derive(Default)]
+struct Notes {
+    /// The connector's error, when the proxy could not be reached.
+    unreached: Option<BoxError>,
+    /// The first bytes the proxy sent.
+    answer: Vec<u8>,
+}
+
+/// A connector to a proxy that keeps its own error and the start of the
+/// proxy's answer, so that a failure to reach the proxy is told apart
+/// from one in the handshake, and a refusal says what the proxy answered.
 struct Recording<C> {
     inner: C,
-    slot: Arc<Mutex<Option<BoxError>>>,
+    notes: Arc<Mutex<Notes>>,
 }
 
 impl<C> Recording<C> {
-    fn new(inner: C) -> (Self, Arc<Mutex<Option<BoxError>>>) {
-        let slot = Arc::new(Mutex::new(None));
+    fn new(inner: C) -> (Self, Arc<Mutex<Notes>>) {
+        let notes = Arc::new(Mutex::new(Notes::default()));
         (
             Recording {
                 inner,
-                slot: Arc::clone(&slot),
+                notes: Arc::clone(&notes),
             },
-            slot,
+            notes,
         )
     }
 }
 
-fn take(slot: &Mutex<Option<BoxError>>) -> Option<BoxError> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
-}
-
-fn keep(slot: &Mutex<Option<BoxError>>, error: BoxError) -> Unreached {
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+fn keep(notes: &Mutex<Notes>, error: BoxError) -> Unreached {
+    notes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unreached = Some(error);
     Unreached
 }
 
-/// The error a [`Recording`] connector returns; the cause is in its slot.
+/// The error a [`Recording`] connector returns; the cause is in its notes.
 #[derive(Debug)]
 struct Unreached;
 
@@ -994,19 +1041,98 @@ where
     C::Future: Send + 'static,
     C::Response: Send + 'static,
 {
-    type Response = C::Response;
+    type Response = Peek<C::Response>;
     type Error = Unreached;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, Unreached>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Peek<C::Response>, Unreached>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Unreached>> {
-        let slot = &self.slot;
-        self.inner.poll_ready(cx).map_err(|e| keep(slot, e.into()))
+        let notes = &self.notes;
+        self.inner.poll_ready(cx).map_err(|e| keep(notes, e.into()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.inner.call(uri);
-        let slot = Arc::clone(&self.slot);
-        Box::pin(async move { connecting.await.map_err(|e| keep(&slot, e.into())) })
+        let notes = Arc::clone(&self.notes);
+        Box::pin(async move {
+            match connecting.await {
+                Ok(io) => Ok(Peek {
+                    io,
+                    notes: Some(notes),
+                }),
+                Err(e) => Err(keep(&notes, e.into())),
+            }
+        })
+    }
+}
+
+/// A connection to a proxy that keeps the first bytes the proxy sends,
+/// until the tunnel is open ([`done`](Peek::done)).
+struct Peek<T> {
+    io: T,
+    notes: Option<Arc<Mutex<Notes>>>,
+}
+
+impl<T> Peek<T> {
+    /// The tunnel is open: stop keeping bytes.
+    fn done(mut self) -> Self {
+        self.notes = None;
+        self
+    }
+}
+
+impl<T: Read + Unpin> Read for Peek<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(notes) = &this.notes else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        // Read through a buffer of our own, to see the bytes.
+        let mut chunk = [0u8; 1024];
+        let room = buf.remaining().min(chunk.len());
+        let mut read = hyper::rt::ReadBuf::new(&mut chunk[..room]);
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, read.unfilled()))?;
+        let filled = read.filled();
+        let mut notes = notes.lock().unwrap_or_else(PoisonError::into_inner);
+        let keep = filled
+            .len()
+            .min(ANSWER_KEPT.saturating_sub(notes.answer.len()));
+        notes.answer.extend_from_slice(&filled[..keep]);
+        buf.put_slice(filled);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: Write + Unpin> Write for Peek<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -1505,15 +1631,52 @@ mod tests {
 
     #[test]
     fn tunnel_failures_are_told_apart() {
-        let (kind, _) = tunnel_failure(&Unreached, Some("refused".into()));
+        let notes = |unreached: Option<BoxError>, answer: &[u8]| {
+            Mutex::new(Notes {
+                unreached,
+                answer: answer.to_vec(),
+            })
+        };
+        let io = io::Error::other("whatever");
+        let (kind, _) = tunnel_failure(&Unreached, &notes(Some("refused".into()), b""));
         assert_eq!(kind, ProxyFailure::Unreachable);
-        let auth = io::Error::other("proxy authorization required");
-        assert_eq!(tunnel_failure(&auth, None).0, ProxyFailure::AuthRequired);
-        let refused = io::Error::other("unsuccessful");
-        assert_eq!(tunnel_failure(&refused, None).0, ProxyFailure::Refused);
+        let answer = b"HTTP/1.0 407 Proxy Authentication Required\r\n\r\n";
+        assert_eq!(
+            tunnel_failure(&io, &notes(None, answer)).0,
+            ProxyFailure::AuthRequired
+        );
+        let answer = b"HTTP/1.0 401 Unauthorized\r\n";
+        assert_eq!(
+            tunnel_failure(&io, &notes(None, answer)).0,
+            ProxyFailure::AuthRequired
+        );
+        let (kind, why) = tunnel_failure(&io, &notes(None, b"HTTP/1.1 502 Bad \xffGateway\r\n"));
+        assert_eq!(kind, ProxyFailure::Refused);
+        assert_eq!(
+            why.unwrap().to_string(),
+            "the proxy answered `CONNECT` with `HTTP/1.1 502 Bad ?Gateway`"
+        );
         let socks = io::Error::other("SOCKS error: credentials not accepted");
-        assert_eq!(tunnel_failure(&socks, None).0, ProxyFailure::AuthRequired);
+        assert_eq!(
+            tunnel_failure(&socks, &notes(None, b"")).0,
+            ProxyFailure::AuthRequired
+        );
         let socks = io::Error::other("SOCKS error: connection refused");
-        assert_eq!(tunnel_failure(&socks, None).0, ProxyFailure::Refused);
+        assert_eq!(
+            tunnel_failure(&socks, &notes(None, b"\x05\x05")).0,
+            ProxyFailure::Refused
+        );
+    }
+
+    #[test]
+    fn status_lines_from_a_hostile_proxy_are_read_or_ignored() {
+        assert_eq!(status_line(b"HTTP/1.1 200 OK\r\n").unwrap().0, 200);
+        assert_eq!(status_line(b"HTTP/1.1 200 OK"), None, "no end of line yet");
+        assert_eq!(status_line(b"HTTP/1.1 2x0 OK\r\n"), None);
+        assert_eq!(status_line(b"HTTP/2 200\r\n"), None);
+        assert_eq!(status_line(b"\r\n"), None);
+        assert_eq!(status_line(b""), None);
+        let long = [b"HTTP/1.1 500 ".as_slice(), &[b'x'; 500], b"\r\n"].concat();
+        assert_eq!(status_line(&long).unwrap().1.len(), 100);
     }
 }
