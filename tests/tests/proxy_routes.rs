@@ -645,6 +645,39 @@ async fn when_every_proxy_is_down_the_error_names_each_and_nothing_goes_direct()
     assert_eq!(server.stats().attempts(), 0, "nothing went direct");
 }
 
+// Paused time: the proxy's timeout fires when the runtime has nothing else
+// to do, which with a proxy that never answers is at once.
+#[tokio::test(start_paused = true)]
+async fn a_proxy_that_never_answers_times_out_as_never_sent() {
+    // Nobody accepts: the kernel completes the TCP handshake and no answer
+    // to CONNECT ever comes.
+    let stalled = StdListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://127.0.0.1:{}", stalled.local_addr().unwrap().port());
+    let connector = RoutedConnector::http()
+        .proxy_timeout(Duration::from_secs(5))
+        .unwrap();
+    let client = Preset::builder()
+        .endpoint("http://127.0.0.1:9")
+        .via_proxies([proxy.clone()])
+        .no_proxy_env()
+        .max_attempts(1)
+        .attempt_timeout(Duration::from_secs(20))
+        .build(connector)
+        .unwrap();
+
+    let error = send(&client, Method::POST, "stalled").await.unwrap_err();
+    let found = ProxyError::find(&*error).unwrap_or_else(|| panic!("no ProxyError in {error:?}"));
+    assert_eq!(found.failure(), ProxyFailure::TimedOut, "{}", chain(found));
+    assert_eq!(found.proxy(), proxy);
+    assert_never_sent(&error);
+    drop(stalled);
+
+    let err = RoutedConnector::http()
+        .proxy_timeout(Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.field(), "proxy_timeout");
+}
+
 // ---------------------------------------------------------------------------
 // The proxy environment
 // ---------------------------------------------------------------------------

@@ -133,6 +133,6 @@ pub use preset::{
 pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
 #[cfg(feature = "hyper")]
 pub use preset::{
-    Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute, ProxyStream, RoutedConnector,
-    Via,
+    DEFAULT_PROXY_TIMEOUT, Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute,
+    ProxyStream, RoutedConnector, Via,
 };

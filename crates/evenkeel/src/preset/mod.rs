@@ -38,8 +38,8 @@ pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
 pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
 #[cfg(feature = "hyper")]
 pub use proxy::{
-    Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute, ProxyStream, RoutedConnector,
-    Via,
+    DEFAULT_PROXY_TIMEOUT, Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute,
+    ProxyStream, RoutedConnector, Via,
 };
 pub use timeout::{AttemptTimeout, TimeoutFuture};
 

@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use evenkeel_core::body::ReplayBody;
@@ -29,6 +30,10 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::connector::{Connector, HyperConnector, MarkConnect};
+
+/// How long a route may take to reach its proxy and open the tunnel
+/// through it, by default: the preset's attempt timeout.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = super::DEFAULT_ATTEMPT_TIMEOUT;
 
 /// The kind of a [`Proxy`], from its URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -521,6 +526,9 @@ pub enum ProxyFailure {
     Refused,
     /// The handshake with the proxy broke off or made no sense.
     Handshake,
+    /// The proxy took longer than the handshake timeout
+    /// ([`RoutedConnector::proxy_timeout`]) to open the tunnel.
+    TimedOut,
 }
 
 impl ProxyFailure {
@@ -530,6 +538,7 @@ impl ProxyFailure {
             ProxyFailure::AuthRequired => "requires authentication",
             ProxyFailure::Refused => "refused the tunnel",
             ProxyFailure::Handshake => "broke off the handshake",
+            ProxyFailure::TimedOut => "did not open the tunnel in time",
         }
     }
 }
@@ -740,6 +749,8 @@ pub struct Via {
 /// How a route reaches its proxy.
 struct Hop {
     route: ProxyRoute,
+    /// The bound on reaching the proxy and opening the tunnel.
+    timeout: Duration,
     #[cfg(feature = "rustls")]
     tls: Option<rustls::ClientConfig>,
 }
@@ -783,7 +794,13 @@ impl Service<Uri> for Via {
 
 impl Hop {
     async fn connect(&self, tcp: HttpConnector, dst: Uri) -> Result<ProxyStream, ProxyError> {
-        let result = self.tunnel(tcp, with_port(dst)).await;
+        // Bounded here as well as by the attempt timeout: the client may
+        // finish a connection in the background after its request is gone.
+        let result =
+            match tokio::time::timeout(self.timeout, self.tunnel(tcp, with_port(dst))).await {
+                Ok(result) => result,
+                Err(elapsed) => Err((ProxyFailure::TimedOut, Some(elapsed.into()))),
+            };
         let route = &self.route;
         match result {
             Ok(stream) => {
@@ -1171,6 +1188,7 @@ impl<T: Write + Unpin> Write for Peek<T> {
 /// ```
 pub struct RoutedConnector<T = Via, B = Full<Bytes>> {
     tcp: HttpConnector,
+    proxy_timeout: Duration,
     #[cfg(feature = "rustls")]
     proxy_tls: Option<rustls::ClientConfig>,
     wrap: Arc<dyn Fn(Via) -> T + Send + Sync>,
@@ -1182,6 +1200,7 @@ impl<T, B> Clone for RoutedConnector<T, B> {
     fn clone(&self) -> Self {
         RoutedConnector {
             tcp: self.tcp.clone(),
+            proxy_timeout: self.proxy_timeout,
             #[cfg(feature = "rustls")]
             proxy_tls: self.proxy_tls.clone(),
             wrap: Arc::clone(&self.wrap),
@@ -1220,6 +1239,7 @@ impl RoutedConnector<Via> {
     pub fn http() -> Self {
         RoutedConnector {
             tcp: tcp(),
+            proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             #[cfg(feature = "rustls")]
             proxy_tls: Some(tls_config(None)),
             wrap: Arc::new(|via| via),
@@ -1249,6 +1269,7 @@ impl RoutedConnector<hyper_rustls::HttpsConnector<Via>> {
         let target = tls.clone();
         RoutedConnector {
             tcp: tcp(),
+            proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             proxy_tls: Some(tls),
             wrap: Arc::new(move |via| {
                 hyper_rustls::HttpsConnectorBuilder::new()
@@ -1287,6 +1308,7 @@ impl<T, B> RoutedConnector<T, B> {
     pub fn with_body<B2>(self) -> RoutedConnector<T, B2> {
         RoutedConnector {
             tcp: self.tcp,
+            proxy_timeout: self.proxy_timeout,
             #[cfg(feature = "rustls")]
             proxy_tls: self.proxy_tls,
             wrap: self.wrap,
@@ -1301,6 +1323,20 @@ impl<T, B> RoutedConnector<T, B> {
     pub fn proxy_roots(mut self, roots: rustls::RootCertStore) -> Self {
         self.proxy_tls = Some(tls_config(Some(roots)));
         self
+    }
+
+    /// The longest a route takes to reach its proxy and open the tunnel
+    /// (default [`DEFAULT_PROXY_TIMEOUT`]); then it fails with
+    /// [`ProxyFailure::TimedOut`], never sent. Must be greater than zero.
+    pub fn proxy_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "proxy_timeout",
+                "must be greater than zero",
+            ));
+        }
+        self.proxy_timeout = timeout;
+        Ok(self)
     }
 
     /// The client builder, to set pool or HTTP/2 options.
@@ -1358,6 +1394,7 @@ where
         }
         Ok(self.client(Some(Arc::new(Hop {
             route: route.clone(),
+            timeout: self.proxy_timeout,
             #[cfg(feature = "rustls")]
             tls,
         }))))
