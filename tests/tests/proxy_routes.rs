@@ -139,7 +139,18 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// `SIGTERM` first, so that danted stops the processes it forked; then,
+    /// after at most 5 s, `SIGKILL`.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
