@@ -54,6 +54,27 @@
 //! `tower::Service<http::Request<B>>` per endpoint fits through
 //! [`Connector`] (a tonic `Channel`, for instance).
 //!
+//! # Proxies
+//!
+//! An endpoint can be reached only through proxies (`http://`, `https://`,
+//! `socks5://`, `socks5h://`), one failover route each, in order:
+//!
+//! ```
+//! let preset = evenkeel::Preset::builder()
+//!     .endpoint("https://api.anthropic.com")
+//!     .via_proxies(["http://proxy1:3128", "socks5h://proxy2:1080"])
+//!     .build_https()?;
+//! assert_eq!(preset.endpoints().len(), 2);
+//! # Ok::<(), evenkeel::core::ConfigError>(())
+//! ```
+//!
+//! A failure at a proxy is never sent and moves the request to the next
+//! route at once; when all are down, the [`ProxyError`] names each proxy.
+//! Endpoints without proxies follow `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` like curl ([`ProxyEnv`];
+//! [`PresetBuilder::no_proxy_env`] turns that off). See
+//! `docs/guides/proxies.md`.
+//!
 //! # Layer ordering, and why
 //!
 //! - **Metrics per call outermost**: they measure what the caller waited,
@@ -91,19 +112,26 @@
 //! - `headers`, `retry`, `limit`, `quota`, `failover`, `metrics`: the
 //!   modules of the same name.
 //! - `preset` (default): all of the above and [`Preset`].
-//! - `hyper` (default): [`HyperConnector`] over the hyper-util legacy
-//!   client, plain HTTP.
+//! - `hyper` (default): [`HyperConnector`] and [`RoutedConnector`] (with
+//!   proxies and the proxy environment) over the hyper-util legacy client,
+//!   plain HTTP.
 //! - `rustls` (default): HTTPS for [`HyperConnector`], with rustls (the
 //!   `ring` provider) and the web PKI roots. The provider is passed to
 //!   rustls by name, so another one compiled into the program (`aws-lc-rs`,
 //!   which `metrics-exporter-prometheus` brings with its default features)
 //!   changes nothing.
-//! - `tracing`: `tracing` events from every layer.
+//! - `tracing`: `tracing` events from every layer (and, when the preset is
+//!   built, the proxy the environment chose for an endpoint).
 //! - `full`: everything.
 
 mod ext;
 #[cfg(feature = "preset")]
 mod preset;
+
+/// The proxy guide's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "rustls"))]
+#[doc = include_str!("../../../docs/guides/proxies.md")]
+struct ProxyGuideDoctests;
 
 pub use evenkeel_core as core;
 #[cfg(feature = "failover")]
