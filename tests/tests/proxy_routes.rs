@@ -765,6 +765,31 @@ async fn explicit_proxies_win_over_the_environment() {
     assert_eq!(status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_plain_http_preset_never_sends_in_the_clear_to_an_https_endpoint() {
+    let target = StdListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let port = target.local_addr().unwrap().port();
+    let client = Preset::builder()
+        .endpoint(format!("https://127.0.0.1:{port}"))
+        .no_proxy_env()
+        .max_attempts(1)
+        .build_http()
+        .unwrap();
+    let error = send(&client, Method::POST, "clear").await.unwrap_err();
+    assert!(
+        chain(&*error).contains("build_https()"),
+        "{}",
+        chain(&*error)
+    );
+    assert_never_sent(&error);
+    let accepted = target.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing connected: {accepted:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Configuration
 // ---------------------------------------------------------------------------

@@ -744,6 +744,8 @@ impl Write for ProxyStream {
 pub struct Via {
     tcp: HttpConnector,
     route: Option<Arc<Hop>>,
+    /// Refuse targets other than `http://`: nothing above adds TLS.
+    plain_only: bool,
 }
 
 /// How a route reaches its proxy.
@@ -773,6 +775,17 @@ impl Service<Uri> for Via {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
+        if self.plain_only && dst.scheme() != Some(&Scheme::HTTP) {
+            // Never a request in the clear to a TLS port.
+            let scheme = dst.scheme_str().unwrap_or("").to_owned();
+            return Box::pin(async move {
+                Err(format!(
+                    "a plain-HTTP connector cannot reach a `{scheme}://` endpoint; use `build_https()` \
+                     or `RoutedConnector::https()`"
+                )
+                .into())
+            });
+        }
         match &self.route {
             None => {
                 let connecting = self.tcp.call(dst);
@@ -1188,6 +1201,7 @@ impl<T: Write + Unpin> Write for Peek<T> {
 /// ```
 pub struct RoutedConnector<T = Via, B = Full<Bytes>> {
     tcp: HttpConnector,
+    plain_only: bool,
     proxy_timeout: Duration,
     #[cfg(feature = "rustls")]
     proxy_tls: Option<rustls::ClientConfig>,
@@ -1200,6 +1214,7 @@ impl<T, B> Clone for RoutedConnector<T, B> {
     fn clone(&self) -> Self {
         RoutedConnector {
             tcp: self.tcp.clone(),
+            plain_only: self.plain_only,
             proxy_timeout: self.proxy_timeout,
             #[cfg(feature = "rustls")]
             proxy_tls: self.proxy_tls.clone(),
@@ -1239,6 +1254,7 @@ impl RoutedConnector<Via> {
     pub fn http() -> Self {
         RoutedConnector {
             tcp: tcp(),
+            plain_only: true,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             #[cfg(feature = "rustls")]
             proxy_tls: Some(tls_config(None)),
@@ -1269,6 +1285,7 @@ impl RoutedConnector<hyper_rustls::HttpsConnector<Via>> {
         let target = tls.clone();
         RoutedConnector {
             tcp: tcp(),
+            plain_only: false,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             proxy_tls: Some(tls),
             wrap: Arc::new(move |via| {
@@ -1308,6 +1325,7 @@ impl<T, B> RoutedConnector<T, B> {
     pub fn with_body<B2>(self) -> RoutedConnector<T, B2> {
         RoutedConnector {
             tcp: self.tcp,
+            plain_only: self.plain_only,
             proxy_timeout: self.proxy_timeout,
             #[cfg(feature = "rustls")]
             proxy_tls: self.proxy_tls,
@@ -1345,7 +1363,9 @@ impl<T, B> RoutedConnector<T, B> {
     }
 
     /// hyper-util's TCP connector under every route (connect timeout,
-    /// keepalive, local address).
+    /// keepalive, local address). It is called with proxy URLs of every
+    /// scheme: leave `enforce_http` off (the connector checks the
+    /// endpoints' schemes itself).
     pub fn tcp_mut(&mut self) -> &mut HttpConnector {
         &mut self.tcp
     }
@@ -1360,6 +1380,7 @@ impl<T, B> RoutedConnector<T, B> {
         let via = Via {
             tcp: self.tcp.clone(),
             route,
+            plain_only: self.plain_only,
         };
         self.builder.build(MarkConnect::new((self.wrap)(via)))
     }
