@@ -3,7 +3,7 @@
 //! through proxies) against the same preset over `HyperConnector::http()`
 //! and against a bare hyper-util client, all in one run.
 //!
-//! One `evenkeel-sim` server on a loopback port, one pooled HTTP/1.1
+//! One `evenkeel-sim` server on a loopback port, answering at once, one pooled HTTP/1.1
 //! connection per client (the first request opens it before measuring), so
 //! each iteration is one request and answer over loopback: the difference
 //! between the two presets is the routed connector's per-request cost (a
@@ -50,6 +50,7 @@ fn routes(c: &mut Criterion) {
         .unwrap();
     let server = rt.block_on(async {
         evenkeel_sim::Sim::builder()
+            .latency(std::time::Duration::ZERO)
             .build()
             .unwrap()
             .serve("127.0.0.1:0".parse().unwrap())
