@@ -82,7 +82,15 @@ async fn drop_after_reading(certs: &Certs) -> (u16, Arc<AtomicU64>) {
 }
 
 /// The preset over HTTPS, trusting `ca` only.
-fn client(port: u16, ca: &CertificateDer<'static>) -> Preset<evenkeel::HttpsClient> {
+/// The client `HyperConnector` makes over hyper-rustls's connector.
+type HyperHttpsClient = hyper_util::client::legacy::Client<
+    evenkeel::MarkConnect<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    >,
+    evenkeel::ConnectorBody,
+>;
+
+fn client(port: u16, ca: &CertificateDer<'static>) -> Preset<HyperHttpsClient> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());

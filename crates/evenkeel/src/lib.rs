@@ -87,6 +87,27 @@
 //! failure was never sent and moves to a backup at once; a timeout, reset
 //! or body error may have been processed, and a POST is not sent again.
 //!
+//! # Proxies
+//!
+//! An endpoint can be reached only through proxies (`http://`, `https://`,
+//! `socks5://`, `socks5h://`), one failover route each, in order:
+//!
+//! ```
+//! let preset = evenkeel::Preset::builder()
+//!     .endpoint("https://api.anthropic.com")
+//!     .via_proxies(["http://proxy1:3128", "socks5h://proxy2:1080"])
+//!     .build_https()?;
+//! assert_eq!(preset.endpoints().len(), 2);
+//! # Ok::<(), evenkeel::core::ConfigError>(())
+//! ```
+//!
+//! A failure at a proxy is never sent and moves the request to the next
+//! route at once; when all are down, the [`ProxyError`] names each proxy.
+//! Endpoints without proxies follow `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` like curl ([`ProxyEnv`];
+//! [`PresetBuilder::no_proxy_env`] turns that off). See
+//! `docs/guides/proxies.md`.
+//!
 //! # Layer ordering, and why
 //!
 //! - **Metrics per call outermost**: they measure what the caller waited,
@@ -124,8 +145,9 @@
 //! - `headers`, `retry`, `limit`, `quota`, `failover`, `metrics`: the
 //!   modules of the same name.
 //! - `preset` (default): all of the above and [`Preset`].
-//! - `hyper` (default): [`HyperConnector`] over the hyper-util legacy
-//!   client, plain HTTP.
+//! - `hyper` (default): [`HyperConnector`] and [`RoutedConnector`] (with
+//!   proxies and the proxy environment) over the hyper-util legacy client,
+//!   plain HTTP.
 //! - `rustls` (default): HTTPS for [`HyperConnector`], with rustls (the
 //!   `ring` provider) and the web PKI roots. The provider is passed to
 //!   rustls by name, so another one compiled into the program (`aws-lc-rs`,
@@ -139,7 +161,8 @@
 //!   the web PKI roots; no native-tls, no OpenSSL).
 //! - `reqwest-middleware`: [`EvenkeelMiddleware`], the preset as a
 //!   `reqwest-middleware` middleware (implies `reqwest`).
-//! - `tracing`: `tracing` events from every layer.
+//! - `tracing`: `tracing` events from every layer (and, when the preset is
+//!   built, the proxy the environment chose for an endpoint).
 //! - `redis`: `quota::store::RedisStore`, one quota shared by a fleet of
 //!   processes through Redis; `redis-cluster`: the same on a Redis
 //!   Cluster.
@@ -150,6 +173,11 @@
 mod ext;
 #[cfg(feature = "preset")]
 mod preset;
+
+/// The proxy guide's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "rustls"))]
+#[doc = include_str!("../../../docs/guides/proxies.md")]
+struct ProxyGuideDoctests;
 
 pub use evenkeel_core as core;
 #[cfg(feature = "failover")]
@@ -176,6 +204,11 @@ pub use preset::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT,
     DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetCost,
     PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
+};
+#[cfg(feature = "hyper")]
+pub use preset::{
+    DEFAULT_PROXY_TIMEOUT, Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute,
+    ProxyStream, RoutedConnector, Via,
 };
 #[cfg(feature = "reqwest-middleware")]
 pub use preset::{EvenkeelMiddleware, NextFuture, NextService};

@@ -33,6 +33,35 @@ pub trait Connector {
 
     /// The service for the endpoint at `base_url`.
     fn connect(&self, base_url: &Uri) -> Result<Self::Service, BoxError>;
+
+    /// The service for the endpoint at `base_url`, reached through the
+    /// proxy of `route` (one of the endpoint's
+    /// [`via_proxies`](crate::PresetEndpoint::via_proxies)). Connectors that
+    /// cannot route through proxies refuse (the default), and the preset's
+    /// build fails naming the endpoint; [`RoutedConnector`](crate::RoutedConnector)
+    /// routes.
+    #[cfg(feature = "hyper")]
+    fn connect_via(
+        &self,
+        base_url: &Uri,
+        route: &super::proxy::ProxyRoute,
+    ) -> Result<Self::Service, BoxError> {
+        let _ = base_url;
+        Err(format!(
+            "this connector cannot send through the proxy `{}`; use `RoutedConnector`",
+            route.proxy()
+        )
+        .into())
+    }
+
+    /// Whether endpoints without proxies of their own follow the proxy
+    /// environment (`HTTPS_PROXY`, `NO_PROXY`, …) through
+    /// [`connect_via`](Connector::connect_via). `false` by default: a
+    /// gRPC channel or a closure knows its own way.
+    #[cfg(feature = "hyper")]
+    fn reads_proxy_env(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Connector`] from a closure; see [`connector_fn`].

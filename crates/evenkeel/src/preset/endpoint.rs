@@ -36,6 +36,7 @@ pub struct PresetEndpoint {
     pub(crate) name: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) quota_key: Option<String>,
+    pub(crate) proxies: Vec<String>,
 }
 
 impl PresetEndpoint {
@@ -47,6 +48,7 @@ impl PresetEndpoint {
             name: None,
             headers: Vec::new(),
             quota_key: None,
+            proxies: Vec::new(),
         }
     }
 
@@ -72,6 +74,40 @@ impl PresetEndpoint {
         self.quota_key = Some(key.into());
         self
     }
+
+    /// Reaches this endpoint only through `proxies` (`http://`,
+    /// `https://`, `socks5://`, `socks5h://`, credentials in the user
+    /// info), one failover route each, tried in this order: each route is
+    /// ejected, cooled down and failed back on its own, and a request a
+    /// proxy failed to tunnel moves to the next route at once. The
+    /// endpoint is never reached directly, and the proxy environment is
+    /// not read for it. When every route is down, the error
+    /// ([`ProxyError`](crate::ProxyError)) names each proxy and why it
+    /// failed. Each call adds proxies; the URLs are checked when the
+    /// preset is built.
+    ///
+    /// ```
+    /// use evenkeel::{Preset, PresetEndpoint};
+    ///
+    /// let preset = Preset::builder()
+    ///     .add_endpoint(
+    ///         PresetEndpoint::new("https://api.anthropic.com")
+    ///             .via_proxies(["http://proxy1:3128", "http://proxy2:8080"]),
+    ///     )
+    ///     .build_https()?;
+    /// let names: Vec<_> = preset.endpoints().iter().map(|e| e.name.clone()).collect();
+    /// assert_eq!(names, ["api.anthropic.com via proxy1:3128", "api.anthropic.com via proxy2:8080"]);
+    /// # Ok::<(), evenkeel::core::ConfigError>(())
+    /// ```
+    #[cfg(feature = "hyper")]
+    pub fn via_proxies<I, P>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.proxies.extend(proxies.into_iter().map(Into::into));
+        self
+    }
 }
 
 impl fmt::Debug for PresetEndpoint {
@@ -85,6 +121,7 @@ impl fmt::Debug for PresetEndpoint {
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
             .field("quota_key", &self.quota_key)
+            .field("proxies", &self.proxies.len())
             .finish()
     }
 }

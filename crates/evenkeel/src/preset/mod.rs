@@ -6,6 +6,8 @@ mod connector;
 mod endpoint;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
+#[cfg(feature = "hyper")]
+mod proxy;
 #[cfg(feature = "reqwest")]
 mod reqwest_client;
 mod timeout;
@@ -15,12 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use evenkeel_core::ConfigError;
 use evenkeel_core::body::Reuse;
 use evenkeel_core::event::{Events, Listener};
 use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::observe::{Observe, ObserveLayer};
 use evenkeel_core::rng::Jitter;
+use evenkeel_core::{BoxError, ConfigError};
 use evenkeel_failover::{
     BaseUrl, BaseUrlLayer, Endpoint, EndpointStatus, Failover, FailoverHandle,
 };
@@ -40,6 +42,11 @@ pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
 pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::{EvenkeelMiddleware, NextFuture, NextService};
+#[cfg(feature = "hyper")]
+pub use proxy::{
+    DEFAULT_PROXY_TIMEOUT, Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute,
+    ProxyStream, RoutedConnector, Via,
+};
 #[cfg(feature = "reqwest")]
 pub use reqwest_client::{
     ReqwestConnector, ReqwestFuture, ReqwestService, reqwest_client_builder,
@@ -290,6 +297,11 @@ pub struct PresetBuilder<St = MemoryStore> {
     classifier: PresetClassifier,
     events: Events,
     jitter: Jitter,
+    #[cfg(feature = "hyper")]
+    proxy_env: proxy::ProxyEnv,
+    /// `via_proxies` was called before any endpoint was added.
+    #[cfg(feature = "hyper")]
+    stray_proxies: bool,
 }
 
 /// Where the preset's quota store comes from.
@@ -320,6 +332,10 @@ impl Default for PresetBuilder {
             classifier: PresetClassifier::default(),
             events: Events::none(),
             jitter: Jitter::thread_local(),
+            #[cfg(feature = "hyper")]
+            proxy_env: proxy::ProxyEnv::process(),
+            #[cfg(feature = "hyper")]
+            stray_proxies: false,
         }
     }
 }
@@ -382,6 +398,10 @@ impl<St> PresetBuilder<St> {
             classifier: self.classifier,
             events: self.events,
             jitter: self.jitter,
+            #[cfg(feature = "hyper")]
+            proxy_env: self.proxy_env,
+            #[cfg(feature = "hyper")]
+            stray_proxies: self.stray_proxies,
         }
     }
 
@@ -407,6 +427,50 @@ impl<St> PresetBuilder<St> {
     pub fn add_endpoint(mut self, endpoint: PresetEndpoint) -> Self {
         self.endpoints.push(endpoint);
         self
+    }
+
+    /// Reaches the endpoint added last only through `proxies`, one failover
+    /// route each, in this order; see [`PresetEndpoint::via_proxies`].
+    ///
+    /// ```
+    /// use evenkeel::Preset;
+    ///
+    /// let preset = Preset::builder()
+    ///     .endpoint("https://api.anthropic.com")
+    ///     .via_proxies(["http://proxy1:3128", "http://proxy2:8080"])
+    ///     .build_https()?;
+    /// assert_eq!(preset.endpoints()[1].name, "api.anthropic.com via proxy2:8080");
+    /// assert_eq!(preset.endpoints()[1].tier, 1);
+    /// # Ok::<(), evenkeel::core::ConfigError>(())
+    /// ```
+    #[cfg(feature = "hyper")]
+    pub fn via_proxies<I, P>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        match self.endpoints.pop() {
+            Some(endpoint) => self.endpoints.push(endpoint.via_proxies(proxies)),
+            None => self.stray_proxies = true,
+        }
+        self
+    }
+
+    /// Where the proxy environment is read for endpoints without proxies
+    /// of their own, when the connector reads it
+    /// ([`build_http`](Self::build_http), [`build_https`](Self::build_https),
+    /// [`RoutedConnector`]); default [`ProxyEnv::process`].
+    #[cfg(feature = "hyper")]
+    pub fn proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.proxy_env = env;
+        self
+    }
+
+    /// Ignores `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`:
+    /// endpoints without proxies of their own go direct.
+    #[cfg(feature = "hyper")]
+    pub fn no_proxy_env(self) -> Self {
+        self.proxy_env(ProxyEnv::none())
     }
 
     /// The quota key of every endpoint that names none of its own (default:
@@ -545,6 +609,7 @@ impl<St> PresetBuilder<St> {
             .iter()
             .map(|e| endpoint_uri(&e.url))
             .collect::<Result<Vec<Uri>, ConfigError>>()?;
+        let routes = self.routes(&connector, &uris)?;
         if self.attempt_timeout.is_zero() {
             return Err(ConfigError::new(
                 "attempt_timeout",
@@ -619,70 +684,72 @@ impl<St> PresetBuilder<St> {
         let mut quotas = Vec::new();
         let mut limits = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        for (tier, (endpoint, uri)) in self.endpoints.iter().zip(uris).enumerate() {
+        let mut tier = 0u32;
+        for ((endpoint, uri), routes) in self.endpoints.iter().zip(uris).zip(routes) {
             let url = &endpoint.url;
-            let name = match &endpoint.name {
+            let endpoint_name = match &endpoint.name {
                 Some(name) => name.clone(),
                 None => uri
                     .authority()
                     .map(|a| a.to_string())
                     .ok_or_else(|| ConfigError::new("endpoint", format!("`{url}` has no host")))?,
             };
-            if names.contains(&name) {
-                return Err(ConfigError::new(
-                    "endpoint",
-                    format!("`{name}` is listed twice; give endpoints distinct names"),
-                ));
-            }
-            names.push(name.clone());
-            let base = BaseUrlLayer::new(url)?.with_headers(endpoint_headers(endpoint)?);
-            let key = match endpoint.quota_key.as_ref().or(self.quota_key.as_ref()) {
-                Some(key) if key.is_empty() => {
-                    return Err(ConfigError::new("quota_key", "must not be empty"));
+            for route in routes {
+                let name = route.name(&endpoint_name);
+                if names.contains(&name) {
+                    return Err(ConfigError::new(
+                        "endpoint",
+                        format!("`{name}` is listed twice; give endpoints distinct names"),
+                    ));
                 }
-                Some(key) => PresetKey::Named(key.as_str().into()),
-                None => PresetKey::Authority,
-            };
-            let quota = QuotaLayer::builder()
-                .key(key)
-                .estimator(self.cost)
-                .store(store.clone())
-                .max_wait(self.max_quota_wait)
-                .default_cooldown(BARE_429_COOLDOWN)
-                .events(events.clone())
-                .build()?;
-            let limit = LimitLayer::adaptive(self.limit.clone())
-                .classifier(self.classifier.clone())
-                .name(name.clone())
-                .events(events.clone())
-                .build()?;
-            // Attempts are counted where they happen: below failover, one
-            // series per endpoint, failovers included.
-            let mut attempt_metrics = MetricsLayer::builder()
-                .scope(Scope::Attempt)
-                .classifier(self.classifier.clone());
-            if let Some((host, port)) = host_and_port(&uri) {
-                attempt_metrics = attempt_metrics.server_address(host).server_port(port);
+                names.push(name.clone());
+                let base = BaseUrlLayer::new(url)?.with_headers(endpoint_headers(endpoint)?);
+                let key = match endpoint.quota_key.as_ref().or(self.quota_key.as_ref()) {
+                    Some(key) if key.is_empty() => {
+                        return Err(ConfigError::new("quota_key", "must not be empty"));
+                    }
+                    Some(key) => PresetKey::Named(key.as_str().into()),
+                    None => PresetKey::Authority,
+                };
+                let quota = QuotaLayer::builder()
+                    .key(key)
+                    .estimator(self.cost)
+                    .store(store.clone())
+                    .max_wait(self.max_quota_wait)
+                    .default_cooldown(BARE_429_COOLDOWN)
+                    .events(events.clone())
+                    .build()?;
+                let limit = LimitLayer::adaptive(self.limit.clone())
+                    .classifier(self.classifier.clone())
+                    .name(name.clone())
+                    .events(events.clone())
+                    .build()?;
+                // Attempts are counted where they happen: below failover, one
+                // series per endpoint, failovers included.
+                let mut attempt_metrics = MetricsLayer::builder()
+                    .scope(Scope::Attempt)
+                    .classifier(self.classifier.clone());
+                if let Some((host, port)) = host_and_port(&uri) {
+                    attempt_metrics = attempt_metrics.server_address(host).server_port(port);
+                }
+                let attempt_metrics = attempt_metrics.build()?;
+                let service = route.connect(&connector, &uri).map_err(|e| {
+                    ConfigError::new("connector", format!("cannot connect `{name}`: {e}"))
+                })?;
+                quotas.push((name.clone(), quota.handle()));
+                limits.push((name.clone(), limit.handle()));
+                let cooldown = quota.handle();
+                let stack = ServiceBuilder::new()
+                    .layer(base)
+                    .layer(quota)
+                    .layer(limit)
+                    .layer(attempt_metrics)
+                    .layer(ObserveLayer::new(self.classifier.clone()))
+                    .service(AttemptTimeout::new(service, self.attempt_timeout));
+                failover =
+                    failover.endpoint(Endpoint::new(name, stack).tier(tier).cooldown(cooldown));
+                tier += 1;
             }
-            let attempt_metrics = attempt_metrics.build()?;
-            let service = connector.connect(&uri).map_err(|e| {
-                ConfigError::new("connector", format!("cannot connect `{name}`: {e}"))
-            })?;
-            quotas.push((name.clone(), quota.handle()));
-            limits.push((name.clone(), limit.handle()));
-            let cooldown = quota.handle();
-            let stack = ServiceBuilder::new()
-                .layer(base)
-                .layer(quota)
-                .layer(limit)
-                .layer(attempt_metrics)
-                .layer(ObserveLayer::new(self.classifier.clone()))
-                .service(AttemptTimeout::new(service, self.attempt_timeout));
-            failover = failover.endpoint(
-                Endpoint::new(name, stack)
-                    .tier(tier as u32)
-                    .cooldown(cooldown),
-            );
         }
         // Below the retry layer, failover resends the body that layer keeps
         // rather than keeping it again.
@@ -722,22 +789,124 @@ impl<St> PresetBuilder<St> {
     /// Builds the stack on the hyper-util client over plain HTTP, for
     /// requests with `Full<Bytes>` bodies (see [`HyperConnector`] for
     /// others).
+    ///
+    /// Endpoints without proxies of their own follow the proxy environment
+    /// (see [`ProxyEnv`]; [`no_proxy_env`](Self::no_proxy_env) turns it
+    /// off); an `https://` proxy is reached over TLS with the web PKI
+    /// roots when the `rustls` feature is on.
     #[cfg(feature = "hyper")]
     pub fn build_http(self) -> Result<Preset<HttpClient, St>, ConfigError>
     where
         St: QuotaStore + Clone,
     {
-        self.build(HyperConnector::http())
+        self.build(RoutedConnector::http())
     }
 
     /// Builds the stack on the hyper-util client over HTTPS (rustls, web
     /// PKI roots) and plain HTTP, for requests with `Full<Bytes>` bodies.
+    ///
+    /// Endpoints without proxies of their own follow the proxy environment
+    /// like curl (see [`ProxyEnv`]; [`no_proxy_env`](Self::no_proxy_env)
+    /// turns it off).
     #[cfg(feature = "rustls")]
     pub fn build_https(self) -> Result<Preset<HttpsClient, St>, ConfigError>
     where
         St: QuotaStore + Clone,
     {
-        self.build(HyperConnector::https())
+        self.build(RoutedConnector::https())
+    }
+
+    /// Each endpoint's routes, in order: its proxies, else the proxy the
+    /// environment names for it (when the connector reads it), else
+    /// direct. Every proxy URL is checked here.
+    #[cfg(feature = "hyper")]
+    fn routes<C: Connector>(
+        &self,
+        connector: &C,
+        uris: &[Uri],
+    ) -> Result<Vec<Vec<Route>>, ConfigError> {
+        if self.stray_proxies {
+            return Err(ConfigError::new(
+                "via_proxies",
+                "was called before any endpoint: call `endpoint(url)` first",
+            ));
+        }
+        let mut all = Vec::with_capacity(uris.len());
+        for (endpoint, uri) in self.endpoints.iter().zip(uris) {
+            let mut proxies = endpoint
+                .proxies
+                .iter()
+                .map(|p| Proxy::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            if proxies.is_empty()
+                && connector.reads_proxy_env()
+                && let Some(proxy) = self.proxy_env.proxy_for(uri)?
+            {
+                #[cfg(feature = "tracing")]
+                tracing::info!(
+                    endpoint = %endpoint.url,
+                    proxy = %proxy,
+                    "the proxy environment routes this endpoint through a proxy"
+                );
+                proxies.push(proxy);
+            }
+            for (i, proxy) in proxies.iter().enumerate() {
+                if proxies[..i].iter().any(|p| p.uri() == proxy.uri()) {
+                    return Err(ConfigError::new(
+                        "via_proxies",
+                        format!("`{proxy}` is listed twice for `{}`", endpoint.url),
+                    ));
+                }
+            }
+            if proxies.is_empty() {
+                all.push(vec![Route::Direct]);
+            } else {
+                all.push(
+                    ProxyRoute::group(&proxies)
+                        .into_iter()
+                        .map(|route| Route::Proxy(Box::new(route)))
+                        .collect(),
+                );
+            }
+        }
+        Ok(all)
+    }
+
+    #[cfg(not(feature = "hyper"))]
+    fn routes<C: Connector>(
+        &self,
+        _connector: &C,
+        uris: &[Uri],
+    ) -> Result<Vec<Vec<Route>>, ConfigError> {
+        Ok(uris.iter().map(|_| vec![Route::Direct]).collect())
+    }
+}
+
+/// How one failover entry of an endpoint reaches it.
+enum Route {
+    /// Straight to the endpoint.
+    Direct,
+    /// Through a proxy.
+    #[cfg(feature = "hyper")]
+    Proxy(Box<ProxyRoute>),
+}
+
+impl Route {
+    /// The entry's name: the endpoint's, or `endpoint via host:port`.
+    fn name(&self, endpoint: &str) -> String {
+        match self {
+            Route::Direct => endpoint.to_owned(),
+            #[cfg(feature = "hyper")]
+            Route::Proxy(route) => route.name(endpoint),
+        }
+    }
+
+    fn connect<C: Connector>(&self, connector: &C, uri: &Uri) -> Result<C::Service, BoxError> {
+        match self {
+            Route::Direct => connector.connect(uri),
+            #[cfg(feature = "hyper")]
+            Route::Proxy(route) => connector.connect_via(uri, route),
+        }
     }
 }
 
@@ -828,17 +997,16 @@ fn host_and_port(uri: &Uri) -> Option<(String, u16)> {
 #[cfg(any(feature = "hyper", feature = "reqwest"))]
 pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> = evenkeel_core::body::ReplayBody<B>;
 
-/// The hyper-util client [`PresetBuilder::build_http`] uses.
+/// The hyper-util client [`PresetBuilder::build_http`] uses: each route
+/// straight to its endpoint or through its proxy ([`Via`]).
 #[cfg(feature = "hyper")]
-pub type HttpClient = hyper_util::client::legacy::Client<
-    MarkConnect<hyper_util::client::legacy::connect::HttpConnector>,
-    ConnectorBody,
->;
+pub type HttpClient = hyper_util::client::legacy::Client<MarkConnect<Via>, ConnectorBody>;
 
-/// The hyper-util client [`PresetBuilder::build_https`] uses.
+/// The hyper-util client [`PresetBuilder::build_https`] uses: TLS to the
+/// endpoint over each route ([`Via`]), inside the tunnel for a proxy.
 #[cfg(feature = "rustls")]
 pub type HttpsClient = hyper_util::client::legacy::Client<
-    MarkConnect<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>,
+    MarkConnect<hyper_rustls::HttpsConnector<Via>>,
     ConnectorBody,
 >;
 
