@@ -104,9 +104,9 @@ where
     RB: Body,
 {
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
-        config.budget.deposit();
-        let (mut parts, body) = request.into_parts();
         let now = clock::now();
+        config.budget.deposit_at(now);
+        let (mut parts, body) = request.into_parts();
         let deadline = total_deadline(&config, Deadline::of_parts(&parts), now);
         let context = match parts.extensions.get_mut::<AttemptContext>() {
             Some(context) => {
