@@ -9,7 +9,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Context;
 
+use std::time::Duration;
+
 use tokio::time::{Instant, Sleep, sleep_until};
+
+/// Where a wait too long to represent ends: about thirty years ahead.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// A tokio timer made on first use and re-armed in place.
 ///
@@ -54,6 +59,27 @@ impl LazyTimer {
             }
             None => self.sleep = Some(Box::pin(sleep_until(at))),
         }
+    }
+
+    /// Arms the timer for `after` from now on tokio's clock; a delay too
+    /// long to represent arms it about thirty years ahead, as
+    /// `tokio::time::sleep` does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use evenkeel_core::timer::LazyTimer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut timer = LazyTimer::new();
+    /// timer.arm_in(Duration::MAX);
+    /// assert!(timer.is_armed());
+    /// # }
+    /// ```
+    pub fn arm_in(&mut self, after: Duration) {
+        let now = crate::clock::now();
+        let at = now.checked_add(after).unwrap_or_else(|| now + FAR_FUTURE);
+        self.arm(at);
     }
 
     /// Disarms the timer (it keeps nothing).

@@ -15,6 +15,18 @@ pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;
     }
+    // Up to 19 digits cannot overflow: no checks needed per digit.
+    if b.len() < 20 {
+        let mut v: u64 = 0;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return Some(v);
+    }
     let mut v: u64 = 0;
     for &c in b {
         let d = c.wrapping_sub(b'0');
@@ -200,6 +212,16 @@ mod tests {
         assert_eq!(parse_count(b"0"), Some(0));
         assert_eq!(parse_count(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_count(b"18446744073709551616"), None);
+        assert_eq!(
+            parse_count(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(
+            parse_count(b"09999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(parse_count(b"99999999999999999999"), None);
+        assert_eq!(parse_count(b"12a4"), None);
         assert_eq!(parse_count(b"-1"), None);
         assert_eq!(parse_count(b"+1"), None);
         assert_eq!(parse_count(b"1.0"), None);

@@ -291,14 +291,29 @@ struct Seen<'a> {
     anthropic_priority: [Fields; 2],
     shopify: Option<(u64, u64)>,
     linear: [Fields; 2],
+    /// The last RFC 3339 reset read and its value.
+    rfc3339_memo: Option<(&'a [u8], Option<Duration>)>,
 }
 
 impl<'a> Seen<'a> {
     fn observe(&mut self, name: &str, v: &'a [u8], now: SystemTime) {
-        if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+        // Every dialect's names start with `x`, `r` or `a` (header names are
+        // lower case), and each family is looked for only under its letter:
+        // most other headers are passed over at once.
+        let family = match name.as_bytes().first() {
+            Some(b'x') => b'x',
+            Some(b'r') => b'r',
+            Some(b'a') => b'a',
+            _ => return,
+        };
+        if family == b'x'
+            && let Some(rest) = name.strip_prefix("x-ratelimit-")
+        {
             self.any = true;
             self.x_ratelimit(rest, v, now);
-        } else if let Some(rest) = name.strip_prefix("ratelimit") {
+        } else if family == b'r'
+            && let Some(rest) = name.strip_prefix("ratelimit")
+        {
             self.any = true;
             match rest {
                 "" | "-policy" => self.ietf = true,
@@ -314,7 +329,9 @@ impl<'a> Seen<'a> {
                 "-reset" => self.draft.set(Field::Reset, v, |v| generic_reset(v, now)),
                 _ => {}
             }
-        } else if let Some(rest) = name.strip_prefix("anthropic-") {
+        } else if family == b'a'
+            && let Some(rest) = name.strip_prefix("anthropic-")
+        {
             let (family, rest) = if let Some(rest) = rest.strip_prefix("ratelimit-") {
                 (&mut self.anthropic[..], rest)
             } else if let Some(rest) = rest.strip_prefix("priority-") {
@@ -322,7 +339,8 @@ impl<'a> Seen<'a> {
             } else {
                 return;
             };
-            let Some((resource, field)) = rest.rsplit_once('-') else {
+            // `{resource}-{field}`; no field name holds a `-`.
+            let Some((resource, field)) = split_field(rest) else {
                 return;
             };
             let index = match (resource, family.len()) {
@@ -334,12 +352,20 @@ impl<'a> Seen<'a> {
                 ("output-tokens", 2) => 1,
                 _ => return,
             };
-            let Some(field) = field_named(field) else {
-                return;
-            };
             self.any = true;
-            family[index].set(field, v, |v| rfc3339_reset(v, now));
-        } else if let Some(rest) = name.strip_prefix("x-rate-limit-") {
+            let memo = &mut self.rfc3339_memo;
+            family[index].set(field, v, |_| match memo {
+                // One response usually gives every resource the same reset.
+                Some((seen, reset)) if *seen == v => *reset,
+                _ => {
+                    let reset = rfc3339_reset(v, now);
+                    *memo = Some((v, reset));
+                    reset
+                }
+            });
+        } else if family == b'x'
+            && let Some(rest) = name.strip_prefix("x-rate-limit-")
+        {
             if let Some(field) = field_named(rest) {
                 self.any = true;
                 self.x_hyphen.set(field, v, |v| generic_reset(v, now));
@@ -415,6 +441,21 @@ impl<'a> Seen<'a> {
             }
         }
     }
+}
+
+/// `rest` as `{resource}-{field}`, for the four field names.
+fn split_field(rest: &str) -> Option<(&str, Field)> {
+    for (suffix, field) in [
+        ("-limit", Field::Limit),
+        ("-remaining", Field::Remaining),
+        ("-reset", Field::Reset),
+        ("-used", Field::Used),
+    ] {
+        if let Some(resource) = rest.strip_suffix(suffix) {
+            return Some((resource, field));
+        }
+    }
+    None
 }
 
 fn field_named(s: &str) -> Option<Field> {

@@ -43,12 +43,10 @@ pin_project! {
         St: QuotaStore,
     {
         #[pin]
-        state: State<S::Future, St::Reserve>,
+        state: State<S, Request<B>, S::Future, St::Reserve>,
         // Made only when a request has to wait, so the future stays small
         // on the path every request takes.
         timer: LazyTimer,
-        service: S,
-        request: Option<Request<B>>,
         admission: Admission<St>,
         cost: Cost,
         // When the request gives up waiting: its deadline or the wait cap
@@ -64,13 +62,24 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, R> {
+    enum State<S, Q, F, R> {
+        // Until the request is sent, the service it goes to and the request
+        // itself sit where the inner future sits afterwards, so the future
+        // is no larger than its largest phase.
+        Admitting { service: S, request: Option<Q>, #[pin] step: Step<R> },
+        Calling { #[pin] future: F },
+        Done,
+    }
+}
+
+pin_project! {
+    /// Where an unsent request is on its way to admission.
+    #[project = StepProj]
+    enum Step<R> {
         Start,
         Queued,
         Reserving { #[pin] reserve: R },
         Readying,
-        Calling { #[pin] future: F },
-        Done,
     }
 }
 
@@ -102,10 +111,12 @@ where
         deadline: Option<Instant>,
     ) -> Self {
         ResponseFuture {
-            state: State::Start,
+            state: State::Admitting {
+                service,
+                request: Some(request),
+                step: Step::Start,
+            },
             timer: LazyTimer::new(),
-            service,
-            request: Some(request),
             admission: Admission {
                 shared,
                 entry,
@@ -149,8 +160,22 @@ where
         let mut this = self.project();
         let mut now = Now(None);
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Start => {
+            let (service, request, mut step) = match this.state.as_mut().project() {
+                StateProj::Admitting {
+                    service,
+                    request,
+                    step,
+                } => (service, request, step),
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    this.admission.settle(&result, now.get());
+                    this.state.set(State::Done);
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+            match step.as_mut().project() {
+                StepProj::Start => {
                     let now = now.get();
                     *this.started = Some(now);
                     let cap = now.checked_add(this.admission.shared.config.max_wait);
@@ -161,7 +186,7 @@ where
                     if let Some(Turn::Go { probe }) = turn {
                         adm.probe = probe;
                         let reserve = adm.shared.store.reserve(&adm.entry.key, this.cost, now);
-                        this.state.set(State::Reserving { reserve });
+                        step.set(Step::Reserving { reserve });
                         continue;
                     }
                     // Others are ahead (or the probe is out): fail at once
@@ -184,9 +209,9 @@ where
                     );
                     adm.queued = Some(id);
                     *this.waited = true;
-                    this.state.set(State::Queued);
+                    step.set(Step::Queued);
                 }
-                StateProj::Queued => {
+                StepProj::Queued => {
                     let now = now.get();
                     let adm = &mut *this.admission;
                     let id = adm
@@ -198,7 +223,7 @@ where
                         Turn::Go { probe } => {
                             adm.probe = probe;
                             let reserve = adm.shared.store.reserve(&adm.entry.key, this.cost, now);
-                            this.state.set(State::Reserving { reserve });
+                            step.set(Step::Reserving { reserve });
                             continue;
                         }
                         Turn::Probe(until) => earlier(Some(until), *this.give_up),
@@ -224,7 +249,7 @@ where
                     }
                     // The probe timed out: its turn again.
                 }
-                StateProj::Reserving { reserve } => {
+                StepProj::Reserving { reserve } => {
                     let result = ready!(reserve.poll(cx));
                     let now = now.get();
                     let adm = &mut *this.admission;
@@ -248,7 +273,7 @@ where
                             if *this.waited {
                                 adm.held(this.short.as_ref(), waited);
                             }
-                            this.state.set(State::Readying);
+                            step.set(Step::Readying);
                         }
                         Err(mut short) => {
                             short.until = short.until.max(now + MIN_WAIT);
@@ -279,36 +304,29 @@ where
                                 earlier(Some(short.until), *this.give_up).unwrap_or(short.until),
                             );
                             *this.short = Some(short);
-                            this.state.set(State::Queued);
+                            step.set(Step::Queued);
                             if !this.timer.poll_fired(cx) {
                                 return Poll::Pending;
                             }
                         }
                     }
                 }
-                StateProj::Readying => {
+                StepProj::Readying => {
                     // Admitted: only now is the inner service readied (a
                     // concurrency permit below is taken here, not while the
                     // request waited).
-                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
                         // Never sent: what it holds goes back now.
                         this.admission.give_back();
                         this.state.set(State::Done);
                         return Poll::Ready(Err(error.into()));
                     }
-                    let request = this.request.take().expect("the request is sent once");
+                    let request = request.take().expect("the request is sent once");
                     this.admission.sent = true;
                     this.admission.context = AttemptContext::of(&request).cloned();
-                    let future = this.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Calling { future });
                 }
-                StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
-                    this.admission.settle(&result, now.get());
-                    this.state.set(State::Done);
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
     }

@@ -123,8 +123,14 @@ impl RetryBudget {
     /// Records a request.
     #[inline]
     pub(crate) fn deposit(&self) {
+        self.deposit_at(clock::now());
+    }
+
+    /// [`deposit`](Self::deposit) for a request made at `now`, for callers
+    /// that read the clock already.
+    pub(crate) fn deposit_at(&self, now: Instant) {
         if let Some(inner) = &self.inner {
-            let tick = inner.tick();
+            let tick = inner.tick_at(now);
             inner
                 .slot(tick)
                 .fetch_add(inner.deposit_amount, Ordering::Relaxed);
@@ -186,8 +192,14 @@ impl RetryBudget {
 impl Inner {
     #[inline]
     fn tick(&self) -> u64 {
-        let elapsed = clock::now().saturating_duration_since(self.start);
-        (elapsed.as_nanos() / u128::from(self.slot_nanos)) as u64 + 1
+        self.tick_at(clock::now())
+    }
+
+    fn tick_at(&self, now: Instant) -> u64 {
+        // Nanoseconds fit a u64 for 584 years; a u64 division is much
+        // cheaper than a u128 one.
+        let elapsed = now.saturating_duration_since(self.start).as_nanos();
+        (u64::try_from(elapsed).unwrap_or(u64::MAX) / self.slot_nanos).saturating_add(1)
     }
 
     /// The balance of the slot for `tick`, cleared first if it still holds

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -12,6 +12,7 @@ use evenkeel_core::body::{Replay, ReplayBody};
 use evenkeel_core::error::{DeadlineExceeded, TimedOut};
 use evenkeel_core::event::{Event, GiveUp};
 use evenkeel_core::ext::{AttemptContext, Deadline, keep_head, outcome_or, resend_head};
+use evenkeel_core::timer::LazyTimer;
 use evenkeel_core::{BoxError, Classify, Outcome, clock};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -40,9 +41,10 @@ pin_project! {
         state: State<S::Future, RB>,
         // One timer, armed for whatever comes first of: the attempt timeout
         // or the total deadline while calling; the end of the wait before a
-        // retry; the bound on reading a body to classify it.
-        #[pin]
-        timer: Option<Sleep>,
+        // retry; the bound on reading a body to classify it. Made only when
+        // one of those has to be waited for: an attempt that finishes at once
+        // makes none, and the future stays small for the layers that hold it.
+        timer: LazyTimer,
         // When the attempt in flight must end: the timer is armed for it
         // only once the attempt has to be waited for.
         until: Option<Instant>,
@@ -102,9 +104,9 @@ where
     RB: Body,
 {
     pub(crate) fn start(mut service: S, config: Arc<Config<C, P>>, request: Request<B>) -> Self {
-        config.budget.deposit();
-        let (mut parts, body) = request.into_parts();
         let now = clock::now();
+        config.budget.deposit_at(now);
+        let (mut parts, body) = request.into_parts();
         let deadline = total_deadline(&config, Deadline::of_parts(&parts), now);
         let context = match parts.extensions.get_mut::<AttemptContext>() {
             Some(context) => {
@@ -131,7 +133,7 @@ where
         let until = attempt_until(&config, deadline, now);
         ResponseFuture {
             state: State::Calling { future },
-            timer: None,
+            timer: LazyTimer::new(),
             until,
             deadline,
             service,
@@ -234,9 +236,9 @@ where
                             Poll::Ready(result) => result.map_err(Into::into),
                             Poll::Pending => {
                                 if let Some(until) = this.until.take() {
-                                    arm(this.timer.as_mut(), Some(until));
+                                    this.timer.arm(until);
                                 }
-                                if !timer_fired(this.timer.as_mut(), cx) {
+                                if !this.timer.poll_fired(cx) {
                                     return Poll::Pending;
                                 }
                                 if this.deadline.is_some_and(|d| clock::now() >= d) {
@@ -291,7 +293,7 @@ where
                             outcome,
                             arrived,
                         } = &mut **peek;
-                        let limit_hit = timer_fired(this.timer.as_mut(), cx);
+                        let limit_hit = this.timer.poll_fired(cx);
                         if limit_hit && this.deadline.is_some_and(|d| clock::now() >= d) {
                             return Poll::Ready(Err(deadline_error(
                                 this.config,
@@ -359,12 +361,15 @@ where
                                 Poll::Pending => break,
                             }
                         }
-                        if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                            ready!(timer.poll(cx));
+                        if this.timer.is_armed() && !this.timer.poll_fired(cx) {
+                            return Poll::Pending;
                         }
                         // Readiness may take a while; it is bounded by the
                         // deadline.
-                        arm(this.timer.as_mut(), *this.deadline);
+                        match *this.deadline {
+                            Some(deadline) => this.timer.arm(deadline),
+                            None => this.timer.disarm(),
+                        }
                         this.state.set(State::Readying);
                         continue;
                     }
@@ -372,7 +377,7 @@ where
                         let ready = match this.service.poll_ready(cx) {
                             Poll::Ready(ready) => ready,
                             Poll::Pending => {
-                                if timer_fired(this.timer.as_mut(), cx) {
+                                if this.timer.poll_fired(cx) {
                                     return Poll::Ready(Err(deadline_error(
                                         this.config,
                                         this.context.as_ref(),
@@ -440,10 +445,8 @@ where
                         None => unreachable!("responses are peeked before any wrapping"),
                     };
                     let peek_end = clock::now() + this.config.peek_timeout;
-                    arm(
-                        this.timer.as_mut(),
-                        Some(this.deadline.map_or(peek_end, |d| d.min(peek_end))),
-                    );
+                    this.timer
+                        .arm(this.deadline.map_or(peek_end, |d| d.min(peek_end)));
                     this.state.set(State::Peeking {
                         peek: Box::new(Peek {
                             head: Some(head),
@@ -476,7 +479,7 @@ where
                     );
                     *this.waited += wait;
                     *this.next_body = Some(body);
-                    arm(this.timer.as_mut(), Some(arrived + wait));
+                    this.timer.arm(arrived + wait);
                     this.state.set(State::Waiting {
                         drain: last.ok().map(|r| Box::pin(r.into_body())),
                         drained: 0,

@@ -539,6 +539,32 @@ fn anthropic() {
 }
 
 #[test]
+fn anthropic_resources_sharing_one_reset_each_read_it() {
+    let at = b"2024-05-01T12:00:07Z";
+    let qs = read(&[
+        ("anthropic-ratelimit-requests-reset", at),
+        ("anthropic-ratelimit-tokens-reset", b"not a date"),
+        ("anthropic-ratelimit-input-tokens-reset", at),
+        ("anthropic-ratelimit-output-tokens-reset", at),
+        ("anthropic-ratelimit-output-tokens-limit", b"80000"),
+        ("anthropic-ratelimit-tokens-limit", b"480000"),
+    ]);
+    let got: Vec<_> = qs
+        .iter()
+        .map(|q| (q.resource.clone(), q.reset_after))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Resource::Requests, secs(7)),
+            (Resource::Tokens, None),
+            (Resource::InputTokens, secs(7)),
+            (Resource::OutputTokens, secs(7)),
+        ]
+    );
+}
+
+#[test]
 fn anthropic_reset_offsets_fractions_and_the_past() {
     let reset = |v: &[u8]| only(&[("anthropic-ratelimit-requests-reset", v)]).reset_after;
     assert_eq!(reset(b"2024-05-01T14:00:10+02:00"), secs(10));

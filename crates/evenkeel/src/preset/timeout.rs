@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use evenkeel_core::BoxError;
 use evenkeel_core::error::TimedOut;
+use evenkeel_core::timer::LazyTimer;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower_service::Service;
 
 /// Fails an attempt that takes longer than its timeout with
@@ -69,7 +69,7 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         TimeoutFuture {
             inner: self.inner.call(request),
-            sleep: None,
+            timer: LazyTimer::new(),
             timeout: self.timeout,
         }
     }
@@ -77,12 +77,12 @@ where
 
 pin_project! {
     /// The future of [`AttemptTimeout`]. Its timer starts when the attempt
-    /// first has to be waited for: one that finishes at once makes none.
+    /// first has to be waited for: one that finishes at once makes none,
+    /// and the future stays small for the layers that hold it.
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: Option<Sleep>,
+        timer: LazyTimer,
         timeout: Duration,
     }
 }
@@ -95,18 +95,17 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        if !this.timer.is_armed() {
+            this.timer.arm_in(*this.timeout);
         }
-        let sleep = this.sleep.as_pin_mut().expect("armed just now");
-        match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(TimedOut::after(*this.timeout).into())),
-            Poll::Pending => Poll::Pending,
+        if this.timer.poll_fired(cx) {
+            return Poll::Ready(Err(TimedOut::after(*this.timeout).into()));
         }
+        Poll::Pending
     }
 }
 
