@@ -44,6 +44,7 @@ fn loopback(c: &mut Criterion) {
         .unwrap();
     let server = server_rt.block_on(async {
         Sim::builder()
+            .latency(std::time::Duration::ZERO)
             .build()
             .unwrap()
             .serve("127.0.0.1:0".parse().unwrap())
