@@ -130,4 +130,8 @@ pub use preset::{
     PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
 };
 #[cfg(feature = "hyper")]
-pub use preset::{ConnectorBody, HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
+pub use preset::{
+    ConnectionHandle, ConnectorBody, DEFAULT_KEEP_ALIVE_MARGIN, DEFAULT_POOL_IDLE_TIMEOUT,
+    HttpClient, HyperClient, HyperClientFuture, HyperConnector, MarkConnect, MarkConnectFuture,
+    MarkedIo,
+};

@@ -12,9 +12,22 @@ use crate::outcome::{Failure, FailureKind, Outcome, Sent};
 ///
 /// Recognises evenkeel's own errors ([`Overloaded`], [`QuotaExhausted`],
 /// [`DeadlineExceeded`], [`TimedOut`]), timeouts from tower and tokio, [`std::io::Error`]
-/// kinds, and the errors of hyper, hyper-util, h2 and rustls by their
-/// messages (no dependency on those crates is needed). Connect-phase
-/// failures (hyper-util's `Connect` errors, "tcp connect error", "dns
+/// kinds, and, with the `hyper` feature, `hyper::Error` and hyper-util's
+/// legacy client error by their types:
+///
+/// - hyper-util's `is_connect()`: the failure happened while connecting,
+///   so the request was never sent;
+/// - hyper's `is_canceled()`: the request was dropped before any of it
+///   was written (its connection closed while it waited in the
+///   connection's queue), so it was never sent and may be resent, even a
+///   `POST`;
+/// - hyper's `is_incomplete_message()`: the connection closed after the
+///   request was written and before a whole answer came, so it may have
+///   been processed.
+///
+/// Errors of libraries this crate does not depend on (h2, rustls,
+/// native-tls, clients built without the feature) are recognised by their
+/// stable messages. Connect-phase failures ("tcp connect error", "dns
 /// error") are never-sent; an unrecognised error is
 /// [`FailureKind::Other`], which is maybe-processed.
 ///
@@ -96,6 +109,8 @@ impl Facts {
         if err.is::<ConnectError>() {
             self.connect_phase = true;
         }
+        #[cfg(feature = "hyper")]
+        self.observe_hyper(err);
         if err.is::<tokio::time::error::Elapsed>() {
             self.note(FailureKind::Timeout);
         }
@@ -169,6 +184,29 @@ impl Facts {
             || contains(msg, "timed out")
         {
             self.note(FailureKind::Timeout);
+        }
+    }
+
+    /// hyper's and hyper-util's errors, by their types.
+    #[cfg(feature = "hyper")]
+    fn observe_hyper(&mut self, err: &(dyn Error + 'static)) {
+        if err
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|client| client.is_connect())
+        {
+            self.connect_phase = true;
+        }
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if hyper.is_canceled() {
+                // Dropped from the connection's queue before a byte of it
+                // was written.
+                self.never_sent = true;
+                self.note(FailureKind::Refused);
+            } else if hyper.is_incomplete_message() {
+                self.note(FailureKind::ConnectionReset);
+            } else if hyper.is_timeout() {
+                self.note(FailureKind::Timeout);
+            }
         }
     }
 

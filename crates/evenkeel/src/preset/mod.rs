@@ -30,9 +30,12 @@ use tower::ServiceBuilder;
 use tower_service::Service;
 
 pub use classify::PresetClassifier;
-pub use connector::{Connector, ConnectorFn, connector_fn};
 #[cfg(feature = "hyper")]
-pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
+pub use connector::{
+    ConnectionHandle, DEFAULT_KEEP_ALIVE_MARGIN, DEFAULT_POOL_IDLE_TIMEOUT, HyperClient,
+    HyperClientFuture, HyperConnector, MarkConnect, MarkConnectFuture, MarkedIo,
+};
+pub use connector::{Connector, ConnectorFn, connector_fn};
 pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
 pub use timeout::{AttemptTimeout, TimeoutFuture};
 
@@ -704,17 +707,12 @@ pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> = evenkeel_core::
 
 /// The hyper-util client [`PresetBuilder::build_http`] uses.
 #[cfg(feature = "hyper")]
-pub type HttpClient = hyper_util::client::legacy::Client<
-    MarkConnect<hyper_util::client::legacy::connect::HttpConnector>,
-    ConnectorBody,
->;
+pub type HttpClient = HyperClient<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// The hyper-util client [`PresetBuilder::build_https`] uses.
 #[cfg(feature = "rustls")]
-pub type HttpsClient = hyper_util::client::legacy::Client<
-    MarkConnect<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>,
-    ConnectorBody,
->;
+pub type HttpsClient =
+    HyperClient<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>;
 
 impl fmt::Debug for PresetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
