@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use evenkeel::{HttpClient, Preset};
+use evenkeel::{HttpClient, HyperConnector, Preset};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -27,6 +27,8 @@ enum Advertise {
     KeepAliveTimeout(u64),
     /// `Connection: close` on every answer.
     ConnectionClose,
+    /// Nothing, and idle connections are kept open.
+    KeepsIdle,
 }
 
 /// The server's count of each `x-request-id` it served.
@@ -100,7 +102,7 @@ async fn connection(
                 *served.by_id.lock().unwrap().entry(id).or_default() += 1;
                 let mut response = Response::builder().status(StatusCode::OK);
                 match advertise {
-                    Advertise::Nothing => {}
+                    Advertise::Nothing | Advertise::KeepsIdle => {}
                     Advertise::KeepAliveTimeout(n) => {
                         response = response.header("keep-alive", format!("timeout={n}"));
                     }
@@ -120,6 +122,10 @@ async fn connection(
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(tcp), service);
     tokio::pin!(conn);
+    if matches!(advertise, Advertise::KeepsIdle) {
+        let _ = conn.await;
+        return;
+    }
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
@@ -254,4 +260,34 @@ async fn connection_close_is_honoured() {
 async fn an_unannounced_close_loses_posts_but_never_doubles_one() {
     let (_failed, served) = run(Advertise::Nothing).await;
     assert_none_twice(&served);
+}
+
+/// A pooled connection idle for longer than the pool idle timeout is not
+/// reused; one idle for less is.
+#[tokio::test]
+async fn the_pool_idle_timeout_retires_idle_connections() {
+    async fn three_posts(connector: HyperConnector, pause: Duration) -> u64 {
+        let served = Arc::new(Served::default());
+        let url = closing_server(1, Advertise::KeepsIdle, served.clone()).await;
+        let client = Preset::builder().endpoint(url).build(connector).unwrap();
+        for id in 0..3 {
+            let response = client.clone().oneshot(post(id)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.into_body().collect().await.unwrap();
+            if id == 0 {
+                // Longer than the short timeout below, far shorter than the
+                // default: the assertions hold however slow the machine is.
+                tokio::time::sleep(pause).await;
+            }
+        }
+        served.connections.load(Ordering::Relaxed)
+    }
+    let short = HyperConnector::http()
+        .pool_idle_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(three_posts(short, Duration::from_millis(300)).await, 2);
+    assert_eq!(
+        three_posts(HyperConnector::http(), Duration::from_millis(300)).await,
+        1
+    );
 }

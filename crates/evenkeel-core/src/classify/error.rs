@@ -134,17 +134,25 @@ impl Facts {
         // needs none of them as dependencies.
         let text = MessageText::of(err);
         let msg = text.as_str();
-        if contains(msg, "client error (connect)")
-            || contains(msg, "tcp connect error")
+        if contains(msg, "tcp connect error")
             || contains(msg, "tcp open error")
             || contains(msg, "error trying to connect")
         {
             self.connect_phase = true;
         }
-        if contains(msg, "client error (canceled)") || contains(msg, "operation was canceled") {
-            // hyper-util's pool: the request was cancelled before it was written.
-            self.never_sent = true;
-            self.note(FailureKind::Refused);
+        // Without the `hyper` feature, hyper's and hyper-util's errors can
+        // only be told by their messages; with it, `observe_hyper` reads
+        // their types and the words are not trusted.
+        #[cfg(not(feature = "hyper"))]
+        {
+            if contains(msg, "client error (connect)") {
+                self.connect_phase = true;
+            }
+            if contains(msg, "client error (canceled)") || contains(msg, "operation was canceled") {
+                // hyper-util's pool: the request was cancelled before it was written.
+                self.never_sent = true;
+                self.note(FailureKind::Refused);
+            }
         }
         if contains(msg, "dns error")
             || contains(msg, "failed to lookup address")
@@ -383,14 +391,18 @@ mod tests {
             (FailureKind::ConnectTimeout, Sent::Never)
         );
 
-        let cert = Wrap(
-            "client error (Connect)",
-            Box::new(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "invalid peer certificate: UnknownIssuer",
-            )),
-        );
-        assert_eq!(kind(&cert), (FailureKind::Certificate, Sent::Never));
+        // hyper-util's connect marker by its words, without the feature.
+        #[cfg(not(feature = "hyper"))]
+        {
+            let cert = Wrap(
+                "client error (Connect)",
+                Box::new(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "invalid peer certificate: UnknownIssuer",
+                )),
+            );
+            assert_eq!(kind(&cert), (FailureKind::Certificate, Sent::Never));
+        }
 
         let openssl = Wrap(
             "error trying to connect",
@@ -420,11 +432,25 @@ mod tests {
         );
         assert_eq!(kind(&refused_stream), (FailureKind::Refused, Sent::Never));
 
-        let canceled = Wrap(
-            "client error (Canceled)",
-            Box::new(io::Error::other("operation was canceled")),
-        );
-        assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
+        // Messages alone decide only without the `hyper` feature; with it,
+        // the types do (`tests/hyper_errors.rs`).
+        #[cfg(not(feature = "hyper"))]
+        {
+            let canceled = Wrap(
+                "client error (Canceled)",
+                Box::new(io::Error::other("operation was canceled")),
+            );
+            assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
+        }
+        #[cfg(feature = "hyper")]
+        {
+            // Words that look like hyper's are not hyper's error.
+            let lookalike = Wrap(
+                "client error (Canceled)",
+                Box::new(io::Error::other("operation was canceled")),
+            );
+            assert_eq!(kind(&lookalike), (FailureKind::Other, Sent::Maybe));
+        }
     }
 
     #[test]

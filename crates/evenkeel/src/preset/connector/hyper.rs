@@ -570,6 +570,8 @@ struct ConnectionState {
     idle_until: Mutex<Option<Instant>>,
     /// Whether a timer already watches `idle_until`.
     watched: AtomicBool,
+    /// Whether the connection was taken out of the pool.
+    retired: AtomicBool,
 }
 
 impl ConnectionState {
@@ -583,6 +585,7 @@ impl ConnectionState {
     }
 
     fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
         if let Some(capture) = self.capture.get()
             && let Some(connected) = capture.connection_metadata().as_ref()
         {
@@ -595,6 +598,7 @@ impl fmt::Debug for ConnectionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionState")
             .field("idle_until", &self.idle_until)
+            .field("retired", &self.retired)
             .finish_non_exhaustive()
     }
 }
@@ -627,6 +631,14 @@ impl ConnectionHandle {
         if let Some(state) = self.0.upgrade() {
             state.retire();
         }
+    }
+
+    /// Whether the connection was retired (by [`retire`](Self::retire) or
+    /// by a server's `Keep-Alive` timeout); `true` once it is gone.
+    pub fn is_retired(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_none_or(|state| state.retired.load(Ordering::Acquire))
     }
 
     /// Retires the connection once it has been idle for `idle` after this
@@ -673,5 +685,79 @@ async fn watch_idle(state: Weak<ConnectionState>) {
             state.retire();
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> (Arc<ConnectionState>, ConnectionHandle) {
+        let state = Arc::new(ConnectionState::default());
+        let handle = ConnectionHandle(Arc::downgrade(&state));
+        (state, handle)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_retired_when_its_time_comes() {
+        let (_state, handle) = connection();
+        handle.retire_when_idle_for(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!handle.is_retired());
+        // A later answer restarts the count.
+        handle.retire_when_idle_for(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!handle.is_retired());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(handle.is_retired());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_ends_with_the_connection() {
+        let (state, handle) = connection();
+        handle.retire_when_idle_for(Duration::from_secs(1));
+        drop(state);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Gone, so nothing to retire, and the watch did not keep it alive.
+        assert!(handle.0.upgrade().is_none());
+        assert!(handle.is_retired());
+    }
+
+    #[test]
+    fn retire_with_no_runtime_is_immediate() {
+        let (_state, handle) = connection();
+        handle.retire_when_idle_for(Duration::from_secs(1));
+        assert!(handle.is_retired());
+    }
+
+    #[test]
+    fn announced_timeouts_against_the_pool() {
+        let retire = Retire {
+            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
+            margin: DEFAULT_KEEP_ALIVE_MARGIN,
+        };
+        let answer = |keep_alive: &str, state: &Arc<ConnectionState>| {
+            let mut response = Response::new(());
+            response
+                .headers_mut()
+                .insert("keep-alive", keep_alive.parse().unwrap());
+            response
+                .extensions_mut()
+                .insert(ConnectionHandle(Arc::downgrade(state)));
+            retire.on_answer(&response, &mut None);
+        };
+        // Within the margin: retired at once.
+        let (state, handle) = connection();
+        answer("timeout=1", &state);
+        assert!(handle.is_retired());
+        // Past the pool's own idle timeout: the pool retires it first.
+        let (state, handle) = connection();
+        answer("timeout=5, max=100", &state);
+        assert!(!handle.is_retired());
+        assert!(!state.watched.load(Ordering::Acquire));
+        // Garbage is ignored.
+        let (state, handle) = connection();
+        answer("timeout=-3", &state);
+        assert!(!handle.is_retired());
     }
 }
