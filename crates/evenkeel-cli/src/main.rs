@@ -2,6 +2,7 @@
 //! the simulated API, and diagnose a connection layer by layer.
 
 mod cause;
+mod compare;
 mod counted;
 mod demo;
 mod load;
