@@ -115,7 +115,7 @@ bare and preset their runs (rps, p50_ms, p99_ms, failed) and medians
 
 Examples:
   evenkeel load --url http://127.0.0.1:8080/v1/messages -n 200 -c 16
-  evenkeel load --url http://127.0.0.1:8080/v1/messages --method post -c 16 --duration 5 --compare-bare
+  evenkeel load --url http://127.0.0.1:8080/v1/messages --method POST -c 16 --duration 5 --compare-bare
   evenkeel load --url https://api.example.com/v1/items -H 'authorization: Bearer $TOKEN' --json
   evenkeel load --url http://127.0.0.1:8080/ --metrics-out run.prom";
 
