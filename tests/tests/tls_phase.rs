@@ -83,11 +83,8 @@ async fn drop_after_reading(certs: &Certs) -> (u16, Arc<AtomicU64>) {
 
 /// The preset over HTTPS, trusting `ca` only.
 /// The client `HyperConnector` makes over hyper-rustls's connector.
-type HyperHttpsClient = hyper_util::client::legacy::Client<
-    evenkeel::MarkConnect<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    >,
-    evenkeel::ConnectorBody,
+type HyperHttpsClient = evenkeel::HyperClient<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
 >;
 
 fn client(port: u16, ca: &CertificateDer<'static>) -> Preset<HyperHttpsClient> {

@@ -189,6 +189,10 @@ async fn run_once(args: &DemoArgs, stack: StackArg) -> Result<report::Report, Fa
         stack,
         quota: crate::quota::QuotaArgs::default(),
         json: false,
+        duration: None,
+        http2: false,
+        compare_bare: false,
+        rounds: 3,
     })?;
     plan.interval = Some(Duration::from_secs_f64(1.0 / args.offered));
     let outage = (args.outage_for > 0.0).then(|| {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use evenkeel::core::BoxError;
 use evenkeel::core::event::Event;
-use evenkeel::{ConnectorBody, Preset, connector_fn};
+use evenkeel::{Connector, HyperConnector, Preset, connector_fn};
 use hdrhistogram::Histogram;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -22,10 +22,11 @@ use tower::ServiceExt;
 
 use crate::Failure;
 use crate::cause::{Cause, Causes};
+use crate::compare::compare;
 use crate::counted::{Counted, REQUEST_ID, Wire, micros_histogram, record_micros};
 use crate::quota::{QuotaArgs, QuotaStoreArg};
 use crate::report::Report;
-use crate::tls::{https_client, web_pki_roots};
+use crate::tls::{https_client, https_connector, web_pki_roots};
 
 /// Response bodies are read (so connections are reused and latency is
 /// end to end) up to this many bytes.
@@ -76,6 +77,22 @@ pub(crate) struct LoadArgs {
     /// Print one JSON object as the last line of output.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Send for SECS seconds (fractions allowed) instead of a fixed
+    /// number of requests; --requests is then ignored.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) duration: Option<Duration>,
+    /// Speak HTTP/2 to `http://` URLs too, with prior knowledge (h2c);
+    /// `https://` URLs choose by ALPN either way.
+    #[arg(long)]
+    pub(crate) http2: bool,
+    /// Run the bare client and the preset in turn, interleaved (bare,
+    /// preset, bare, preset, …) for --rounds rounds, and print their
+    /// median requests per second and latencies side by side.
+    #[arg(long)]
+    pub(crate) compare_bare: bool,
+    /// Rounds of --compare-bare, each one run of each stack.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "compare_bare")]
+    pub(crate) rounds: usize,
 }
 
 const LOAD_AFTER_HELP: &str = "\
@@ -95,10 +112,32 @@ failures_by_cause counts each failed request once, by how it ended:
   local          held back by the stack itself (quota, limit, no endpoint)
   other          anything else: another status, a refused connection, DNS, TLS
 
+With --compare-bare the output is a table of both stacks' medians
+(requests per second, p50, p99) and the preset's ratios to the bare
+client; with --json, one object: rounds, concurrency, http2, and for
+bare and preset their runs (rps, p50_ms, p99_ms, failed) and medians
+(rps_median, p50_ms_median, p99_ms_median), then rps_ratio and p99_ratio.
+
 Examples:
   evenkeel load --url http://127.0.0.1:8080/v1/messages -n 200 -c 16
+  evenkeel load --url http://127.0.0.1:8080/v1/messages --method POST -c 16 --duration 5 --compare-bare
   evenkeel load --url https://api.example.com/v1/items -H 'authorization: Bearer $TOKEN' --json
   evenkeel load --url http://127.0.0.1:8080/ --metrics-out run.prom";
+
+/// Parses `--duration SECS`: a positive number of seconds, at most a day.
+fn parse_secs(raw: &str) -> Result<Duration, String> {
+    let secs: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds".to_owned())?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err("must be a positive number of seconds".to_owned());
+    }
+    if secs > 86_400.0 {
+        return Err("is capped at 86400 (a day)".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
 
 /// Parses `-H 'Name: value'`. Clap's message quotes what was typed; the
 /// error says what is wrong with it.
@@ -167,6 +206,11 @@ pub(crate) struct Plan {
     /// the run starts (an offered load, whatever the answers), instead of
     /// as soon as a worker is free.
     pub(crate) interval: Option<Duration>,
+    /// When set, requests are sent until this long after the start, and
+    /// `requests` is ignored.
+    pub(crate) duration: Option<Duration>,
+    /// HTTP/2 with prior knowledge for `http://` targets.
+    pub(crate) http2: bool,
 }
 
 impl Plan {
@@ -179,6 +223,9 @@ impl Plan {
         }
         if args.concurrency > 10_000 {
             return Err(Failure::Usage("--concurrency is capped at 10000".into()));
+        }
+        if args.compare_bare && !(1..=100).contains(&args.rounds) {
+            return Err(Failure::Usage("--rounds must be between 1 and 100".into()));
         }
         if args.body_bytes > 64 * 1024 * 1024 {
             return Err(Failure::Usage("--body-bytes is capped at 64 MiB".into()));
@@ -217,6 +264,8 @@ impl Plan {
             quota: args.quota.clone(),
             run_id: run_id(),
             interval: None,
+            duration: args.duration,
+            http2: args.http2,
         })
     }
 }
@@ -274,6 +323,15 @@ fn run_id() -> String {
 
 pub(crate) async fn run(args: LoadArgs) -> Result<(), Failure> {
     let plan = Plan::from_args(&args)?;
+    if args.compare_bare {
+        let comparison = compare(&plan, args.rounds).await?;
+        if args.json {
+            println!("{}", comparison.to_json());
+        } else {
+            print!("{}", comparison.table());
+        }
+        return Ok(());
+    }
     // Opened and installed before the stack is built, so the stack's
     // metrics reach it; an unwritable path fails before any request.
     let metrics_out = args
@@ -281,7 +339,7 @@ pub(crate) async fn run(args: LoadArgs) -> Result<(), Failure> {
         .as_deref()
         .map(crate::prom::MetricsFile::create)
         .transpose()?;
-    let progress = progress_bar(plan.requests as u64, args.json);
+    let progress = progress_bar(plan.requests as u64, args.json || plan.duration.is_some());
     let report = execute(&plan, &progress).await?;
     progress.finish_and_clear();
     if let Some(out) = metrics_out {
@@ -336,7 +394,14 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
     let decisions = Arc::new(Decisions::default());
     match plan.stack {
         StackArg::Bare => {
-            let client = Counted::new(https_client::<Full<Bytes>>(web_pki_roots()), wire.clone());
+            let client = if plan.http2 {
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .http2_only(true)
+                    .build(https_connector(web_pki_roots()))
+            } else {
+                https_client::<Full<Bytes>>(web_pki_roots())
+            };
+            let client = Counted::new(client, wire.clone());
             let target = plan.targets[0].clone();
             drive(plan, progress, wire, decisions, move |req| {
                 let (mut parts, body) = req.into_parts();
@@ -348,7 +413,15 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
             .await
         }
         StackArg::Preset => {
-            let client = Counted::new(https_client::<ConnectorBody>(web_pki_roots()), wire.clone());
+            // The preset's own connector, counted on the wire.
+            let mut connector = HyperConnector::new(https_connector(web_pki_roots()));
+            if plan.http2 {
+                connector.builder_mut().http2_only(true);
+            }
+            let counted = wire.clone();
+            let connector = connector_fn(move |base: &Uri| {
+                Ok(Counted::new(connector.connect(base)?, counted.clone()))
+            });
             let mut builder = Preset::builder();
             for (name, target) in plan.names.iter().zip(&plan.targets) {
                 let base = format!(
@@ -372,7 +445,6 @@ pub(crate) async fn execute(plan: &Plan, progress: &ProgressBar) -> Result<Repor
                 }
                 _ => {}
             });
-            let connector = connector_fn(move |_| Ok(client.clone()));
             let preset = match &plan.quota.quota_store {
                 QuotaStoreArg::Memory => {
                     let builder = match plan.quota.rate_limit {
@@ -517,15 +589,27 @@ where
     let tally = Arc::new(StdMutex::new(Tally::default()));
     progress.set_message(progress_message(&Tally::default()));
     let start = Instant::now();
+    let until = plan.duration.map(|d| start + d);
+    let requests = match until {
+        Some(_) => u64::MAX,
+        None => plan.requests as u64,
+    };
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..plan.concurrency.min(plan.requests) {
+    let workers_wanted = match until {
+        Some(_) => plan.concurrency,
+        None => plan.concurrency.min(plan.requests),
+    };
+    for _ in 0..workers_wanted {
         let (next, tally, send, progress) =
             (next.clone(), tally.clone(), send.clone(), progress.clone());
         let plan = plan.clone();
         workers.spawn(async move {
             loop {
+                if until.is_some_and(|until| Instant::now() >= until) {
+                    break;
+                }
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= plan.requests as u64 {
+                if n >= requests {
                     break;
                 }
                 if let Some(interval) = plan.interval {
@@ -573,7 +657,7 @@ where
             StackArg::Preset => "preset",
             StackArg::Bare => "bare",
         },
-        requests: plan.requests as u64,
+        requests: tally.succeeded + tally.failed,
         succeeded: tally.succeeded,
         failed: tally.failed,
         failures: tally.failures,
@@ -719,6 +803,10 @@ mod tests {
             stack: StackArg::Bare,
             quota: QuotaArgs::default(),
             json: true,
+            duration: None,
+            http2: false,
+            compare_bare: false,
+            rounds: 3,
         })
         .unwrap();
         plan.run_id = "run".into();

@@ -2,6 +2,7 @@
 //! the simulated API, and diagnose a connection layer by layer.
 
 mod cause;
+mod compare;
 mod counted;
 mod demo;
 mod load;
@@ -181,6 +182,52 @@ mod tests {
             panic!("not load");
         };
         assert_eq!((args.requests, args.concurrency), (3, 4));
+    }
+
+    #[test]
+    fn throughput_flags_parse_and_bad_durations_are_refused() {
+        let cli = Cli::try_parse_from([
+            "evenkeel",
+            "load",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--duration",
+            "1.5",
+            "--http2",
+            "--compare-bare",
+            "--rounds",
+            "2",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command else {
+            panic!("not load");
+        };
+        assert_eq!(args.duration, Some(std::time::Duration::from_millis(1500)));
+        assert!(args.http2 && args.compare_bare);
+        assert_eq!(args.rounds, 2);
+        for bad in ["0", "-1", "NaN", "inf", "soon", "100000"] {
+            let parsed = Cli::try_parse_from([
+                "evenkeel",
+                "load",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--duration",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "--duration {bad}");
+        }
+        // --rounds means nothing without --compare-bare.
+        assert!(
+            Cli::try_parse_from([
+                "evenkeel",
+                "load",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--rounds",
+                "2"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -36,6 +36,12 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    Client::builder(TokioExecutor::new()).build(https_connector(roots))
+}
+
+/// The connector of [`https_client`]: HTTPS (trusting `roots`) and plain
+/// HTTP, HTTP/1.1 and HTTP/2 by ALPN, with a 5 s connect timeout.
+pub(crate) fn https_connector(roots: RootCertStore) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -46,10 +52,9 @@ where
         .expect("rustls's ring provider supports TLS 1.2 and 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
+        .wrap_connector(http)
 }

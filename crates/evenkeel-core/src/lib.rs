@@ -50,6 +50,13 @@
 //! // A 429 means the server did not process the request: any method may be resent.
 //! assert!(evenkeel_core::resend::may_resend(&outcome, &http::Method::POST, response.headers()));
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `hyper` (off by default): [`classify_error`] recognises
+//!   `hyper::Error` (`is_canceled`, `is_incomplete_message`, `is_timeout`)
+//!   and hyper-util's legacy client error (`is_connect`) by their types.
+//!   The `evenkeel` umbrella turns it on with its `hyper` connector.
 
 pub mod body;
 mod classify;

@@ -292,6 +292,7 @@
 //! ```
 
 pub mod format;
+mod keep_alive;
 mod num;
 mod quota;
 mod ratelimit;
@@ -299,6 +300,7 @@ mod retry;
 mod sf;
 mod time;
 
+pub use keep_alive::keep_alive_timeout;
 pub use quota::{Dialect, Quota, RateLimits, Replenish, Resource};
 pub use ratelimit::rate_limits;
 pub use retry::{Pushback, PushbackSource, retry_after, retry_after_with_source, should_retry};

@@ -207,13 +207,16 @@ pub use preset::{
 };
 #[cfg(feature = "hyper")]
 pub use preset::{
+    ConnectionHandle, DEFAULT_KEEP_ALIVE_MARGIN, DEFAULT_POOL_IDLE_TIMEOUT, HttpClient,
+    HyperClient, HyperClientFuture, HyperConnector, MarkConnect, MarkConnectFuture, MarkedIo,
+};
+#[cfg(feature = "hyper")]
+pub use preset::{
     DEFAULT_PROXY_TIMEOUT, Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind, ProxyRoute,
     ProxyStream, RoutedConnector, Via,
 };
 #[cfg(feature = "reqwest-middleware")]
 pub use preset::{EvenkeelMiddleware, NextFuture, NextService};
-#[cfg(feature = "hyper")]
-pub use preset::{HttpClient, HyperConnector, MarkConnect, MarkConnectFuture};
 #[cfg(feature = "reqwest")]
 pub use preset::{
     ReqwestConnector, ReqwestFuture, ReqwestService, reqwest_client_builder,

@@ -14,9 +14,22 @@ use crate::outcome::{Failure, FailureKind, Outcome, Sent};
 ///
 /// Recognises evenkeel's own errors ([`Overloaded`], [`QuotaExhausted`],
 /// [`DeadlineExceeded`], [`TimedOut`]), timeouts from tower and tokio, [`std::io::Error`]
-/// kinds, and the errors of hyper, hyper-util, h2 and rustls by their
-/// messages (no dependency on those crates is needed). Connect-phase
-/// failures (hyper-util's `Connect` errors, "tcp connect error", "dns
+/// kinds, and, with the `hyper` feature, `hyper::Error` and hyper-util's
+/// legacy client error by their types:
+///
+/// - hyper-util's `is_connect()`: the failure happened while connecting,
+///   so the request was never sent;
+/// - hyper's `is_canceled()`: the request was dropped before any of it
+///   was written (its connection closed while it waited in the
+///   connection's queue), so it was never sent and may be resent, even a
+///   `POST`;
+/// - hyper's `is_incomplete_message()`: the connection closed after the
+///   request was written and before a whole answer came, so it may have
+///   been processed.
+///
+/// Errors of libraries this crate does not depend on (h2, rustls,
+/// native-tls, clients built without the feature) are recognised by their
+/// stable messages. Connect-phase failures ("tcp connect error", "dns
 /// error") are never-sent; an unrecognised error is
 /// [`FailureKind::Other`], which is maybe-processed.
 ///
@@ -106,6 +119,8 @@ impl Facts {
                 self.note(FailureKind::Timeout);
             }
         }
+        #[cfg(feature = "hyper")]
+        self.observe_hyper(err);
         if err.is::<tokio::time::error::Elapsed>() {
             self.note(FailureKind::Timeout);
         }
@@ -129,17 +144,25 @@ impl Facts {
         // needs none of them as dependencies.
         let text = MessageText::of(err);
         let msg = text.as_str();
-        if contains(msg, "client error (connect)")
-            || contains(msg, "tcp connect error")
+        if contains(msg, "tcp connect error")
             || contains(msg, "tcp open error")
             || contains(msg, "error trying to connect")
         {
             self.connect_phase = true;
         }
-        if contains(msg, "client error (canceled)") || contains(msg, "operation was canceled") {
-            // hyper-util's pool: the request was cancelled before it was written.
-            self.never_sent = true;
-            self.note(FailureKind::Refused);
+        // Without the `hyper` feature, hyper's and hyper-util's errors can
+        // only be told by their messages; with it, `observe_hyper` reads
+        // their types and the words are not trusted.
+        #[cfg(not(feature = "hyper"))]
+        {
+            if contains(msg, "client error (connect)") {
+                self.connect_phase = true;
+            }
+            if contains(msg, "client error (canceled)") || contains(msg, "operation was canceled") {
+                // hyper-util's pool: the request was cancelled before it was written.
+                self.never_sent = true;
+                self.note(FailureKind::Refused);
+            }
         }
         if contains(msg, "dns error")
             || contains(msg, "failed to lookup address")
@@ -179,6 +202,29 @@ impl Facts {
             || contains(msg, "timed out")
         {
             self.note(FailureKind::Timeout);
+        }
+    }
+
+    /// hyper's and hyper-util's errors, by their types.
+    #[cfg(feature = "hyper")]
+    fn observe_hyper(&mut self, err: &(dyn Error + 'static)) {
+        if err
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|client| client.is_connect())
+        {
+            self.connect_phase = true;
+        }
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if hyper.is_canceled() {
+                // Dropped from the connection's queue before a byte of it
+                // was written.
+                self.never_sent = true;
+                self.note(FailureKind::Refused);
+            } else if hyper.is_incomplete_message() {
+                self.note(FailureKind::ConnectionReset);
+            } else if hyper.is_timeout() {
+                self.note(FailureKind::Timeout);
+            }
         }
     }
 
@@ -359,14 +405,18 @@ mod tests {
             (FailureKind::ConnectTimeout, Sent::Never)
         );
 
-        let cert = Wrap(
-            "client error (Connect)",
-            Box::new(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "invalid peer certificate: UnknownIssuer",
-            )),
-        );
-        assert_eq!(kind(&cert), (FailureKind::Certificate, Sent::Never));
+        // hyper-util's connect marker by its words, without the feature.
+        #[cfg(not(feature = "hyper"))]
+        {
+            let cert = Wrap(
+                "client error (Connect)",
+                Box::new(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "invalid peer certificate: UnknownIssuer",
+                )),
+            );
+            assert_eq!(kind(&cert), (FailureKind::Certificate, Sent::Never));
+        }
 
         let openssl = Wrap(
             "error trying to connect",
@@ -396,11 +446,25 @@ mod tests {
         );
         assert_eq!(kind(&refused_stream), (FailureKind::Refused, Sent::Never));
 
-        let canceled = Wrap(
-            "client error (Canceled)",
-            Box::new(io::Error::other("operation was canceled")),
-        );
-        assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
+        // Messages alone decide only without the `hyper` feature; with it,
+        // the types do (`tests/hyper_errors.rs`).
+        #[cfg(not(feature = "hyper"))]
+        {
+            let canceled = Wrap(
+                "client error (Canceled)",
+                Box::new(io::Error::other("operation was canceled")),
+            );
+            assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Never));
+        }
+        #[cfg(feature = "hyper")]
+        {
+            // Words that look like hyper's are not hyper's error.
+            let lookalike = Wrap(
+                "client error (Canceled)",
+                Box::new(io::Error::other("operation was canceled")),
+            );
+            assert_eq!(kind(&lookalike), (FailureKind::Other, Sent::Maybe));
+        }
     }
 
     #[test]

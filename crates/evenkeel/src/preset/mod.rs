@@ -36,9 +36,12 @@ use tower::ServiceBuilder;
 use tower_service::Service;
 
 pub use classify::PresetClassifier;
-pub use connector::{Connector, ConnectorFn, connector_fn};
 #[cfg(feature = "hyper")]
-pub use connector::{HyperConnector, MarkConnect, MarkConnectFuture};
+pub use connector::{
+    ConnectionHandle, DEFAULT_KEEP_ALIVE_MARGIN, DEFAULT_POOL_IDLE_TIMEOUT, HyperClient,
+    HyperClientFuture, HyperConnector, MarkConnect, MarkConnectFuture, MarkedIo,
+};
+pub use connector::{Connector, ConnectorFn, connector_fn};
 pub use endpoint::{PresetCost, PresetEndpoint, PresetKey};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::{EvenkeelMiddleware, NextFuture, NextService};
@@ -1000,15 +1003,12 @@ pub type ConnectorBody<B = http_body_util::Full<bytes::Bytes>> = evenkeel_core::
 /// The hyper-util client [`PresetBuilder::build_http`] uses: each route
 /// straight to its endpoint or through its proxy ([`Via`]).
 #[cfg(feature = "hyper")]
-pub type HttpClient = hyper_util::client::legacy::Client<MarkConnect<Via>, ConnectorBody>;
+pub type HttpClient = HyperClient<Via>;
 
 /// The hyper-util client [`PresetBuilder::build_https`] uses: TLS to the
 /// endpoint over each route ([`Via`]), inside the tunnel for a proxy.
 #[cfg(feature = "rustls")]
-pub type HttpsClient = hyper_util::client::legacy::Client<
-    MarkConnect<hyper_rustls::HttpsConnector<Via>>,
-    ConnectorBody,
->;
+pub type HttpsClient = HyperClient<hyper_rustls::HttpsConnector<Via>>;
 
 impl<St: fmt::Debug> fmt::Debug for PresetBuilder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

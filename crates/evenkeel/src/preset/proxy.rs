@@ -14,22 +14,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use evenkeel_core::body::ReplayBody;
 use evenkeel_core::{BoxError, ConfigError};
 use http::Uri;
 use http::uri::{Authority, Scheme};
 use http_body_util::Full;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::Builder;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connect, Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::connector::{Connector, HyperConnector, MarkConnect};
+use super::connector::{Connector, HyperClient, HyperConnector, MarkConnect};
 
 /// How long a route may take to reach its proxy and open the tunnel
 /// through it, by default: the preset's attempt timeout.
@@ -1370,7 +1369,7 @@ impl<T, B> RoutedConnector<T, B> {
         &mut self.tcp
     }
 
-    fn client(&self, route: Option<Arc<Hop>>) -> Client<MarkConnect<T>, ReplayBody<B>>
+    fn client(&self, route: Option<Arc<Hop>>) -> HyperClient<T, B>
     where
         MarkConnect<T>: Connect + Clone + Send + Sync + 'static,
         B: http_body::Body + Send + Unpin + 'static,
@@ -1382,7 +1381,7 @@ impl<T, B> RoutedConnector<T, B> {
             route,
             plain_only: self.plain_only,
         };
-        self.builder.build(MarkConnect::new((self.wrap)(via)))
+        HyperClient::with_default_retire(self.builder.build(MarkConnect::new((self.wrap)(via))))
     }
 }
 
@@ -1393,7 +1392,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Service = Client<MarkConnect<T>, ReplayBody<B>>;
+    type Service = HyperClient<T, B>;
 
     fn connect(&self, _base_url: &Uri) -> Result<Self::Service, BoxError> {
         Ok(self.client(None))
