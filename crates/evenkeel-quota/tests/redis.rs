@@ -255,6 +255,41 @@ async fn tokens_are_metered_next_to_requests() {
 }
 
 #[tokio::test]
+async fn a_declared_burst_of_one_paces_without_limiting_what_is_in_flight() {
+    // 20 per second, a burst of one: one request every 50 ms, however many
+    // are still waiting for their answers (as one process's memory store
+    // paces the same declaration).
+    let server = RedisServer::start();
+    let store = builder(&server)
+        .declare(StaticQuota::new(Resource::Requests, 20, Duration::from_secs(1)).with_burst(1))
+        .build()
+        .unwrap();
+    let key = store.open("api");
+    let mut in_flight = Vec::new();
+    in_flight.push(store.reserve(&key, &one(), Instant::now()).await.unwrap());
+    let short = store
+        .reserve(&key, &one(), Instant::now())
+        .await
+        .expect_err("the next request waits for the bucket");
+    let wait = short.until.saturating_duration_since(Instant::now());
+    assert!(wait <= Duration::from_millis(50), "{wait:?}");
+    for n in 2..=4 {
+        // Nothing settled: the first tickets are still in flight.
+        eventually("the bucket refills", async || {
+            match store.reserve(&key, &one(), Instant::now()).await {
+                Ok(ticket) => {
+                    in_flight.push(ticket);
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+        .await;
+        assert_eq!(in_flight.len(), n);
+    }
+}
+
+#[tokio::test]
 async fn a_crashed_process_frees_its_reservation_after_its_expiry() {
     let server = RedisServer::start();
     let quota = StaticQuota::per_hour(Resource::Requests, 1);

@@ -15,6 +15,12 @@
 -- time), refilled at `rate` per ms up to `cap`; `seen` is the admission
 -- whose reading set it, `src` is `d` (declared) or a dialect's number.
 --
+-- A declared bucket is charged at admission, as one process's memory store
+-- does, so a reservation in flight does not hold its share of the burst;
+-- a reservation that expires unsettled (its process crashed) gives its
+-- cost back. A learned bucket holds reservations in flight until their
+-- answers settle them (the reading that comes back may count them already).
+--
 -- Returns {1, seq, cum1, cum2, cum3, cum4, quotas} when admitted, or
 -- {0, wait_us, field, cooldown, quotas} when short (no quotas in a
 -- cooldown); quotas is one string, a line per quota of eight words: name,
@@ -34,8 +40,10 @@ if cool > now then
   return {0, math.ceil((cool - now) * 1000), -1, 1}
 end
 
--- What the reservations still in flight hold; expired ones are freed.
+-- What the reservations still in flight hold; expired ones are freed,
+-- and give back what they took from the declared buckets.
 local held = {0, 0, 0, 0}
+local refund = {0, 0, 0, 0}
 local flight = redis.call('HGETALL', f)
 for i = 1, #flight, 2 do
   local _, exp, c1, c2, c3, c4 =
@@ -43,6 +51,12 @@ for i = 1, #flight, 2 do
   exp = tonumber(exp)
   if exp == nil or exp <= now then
     redis.call('HDEL', f, flight[i])
+    if exp ~= nil then
+      refund[1] = refund[1] + tonumber(c1)
+      refund[2] = refund[2] + tonumber(c2)
+      refund[3] = refund[3] + tonumber(c3)
+      refund[4] = refund[4] + tonumber(c4)
+    end
   else
     held[1] = held[1] + tonumber(c1)
     held[2] = held[2] + tonumber(c2)
@@ -62,7 +76,7 @@ for i = 0, declared - 1 do
   end
 end
 
-local wait, short, quotas = 0, 0, {}
+local wait, short, quotas, decl = 0, 0, {}, {}
 local state = redis.call('HGETALL', s)
 for i = 1, #state, 2 do
   local name = state[i]
@@ -77,6 +91,11 @@ for i = 1, #state, 2 do
     else
       level = math.min(cap, level + rate * math.max(0, now - ts))
       local avail = level - held[field + 1]
+      if src == 'd' then
+        level = math.min(cap, level + refund[field + 1])
+        avail = level
+        decl[#decl + 1] = {name, field, cap, rate, level, limit}
+      end
       local c = cost[field + 1]
       -- A cost above the capacity goes when the bucket is full.
       if c > 0 and c > avail and not (c > cap and avail >= cap) then
@@ -93,9 +112,19 @@ for i = 1, #state, 2 do
   end
 end
 
+local function charge_declared(factor)
+  for _, d in ipairs(decl) do
+    local level = d[5] - factor * cost[d[2] + 1]
+    redis.call('HSET', s, d[1], table.concat(
+      {d[2], num(d[3]), num(d[4]), num(level), num(now), '0', 'd', d[6], '0'}, ' '))
+  end
+end
+
 if wait > 0 then
+  if refund[1] + refund[2] + refund[3] + refund[4] > 0 then charge_declared(0) end
   return {0, math.ceil(wait * 1000), short, 0, table.concat(quotas, '\n')}
 end
+charge_declared(1)
 
 local seq = redis.call('HINCRBY', s, 'seq', 1)
 local out = {1, seq}

@@ -40,17 +40,44 @@ local function store(name, q)
     num(q.ts), q.seen, q.src, q.limit, q.reset}, ' '))
 end
 
+-- What the admission took from the declared buckets (nothing known once
+-- the reservation expired: then nothing is corrected).
+local took = nil
+local entry = redis.call('HGET', f, ARGV[1])
+if entry then
+  local _, _, r1, r2, r3, r4 =
+    string.match(entry, '^(%d+) (%S+) (%d+) (%d+) (%d+) (%d+)$')
+  if r1 ~= nil then took = {tonumber(r1), tonumber(r2), tonumber(r3), tonumber(r4)} end
+end
 redis.call('HDEL', f, ARGV[1])
 
-if ARGV[7] == '1' then
+local charge = ARGV[7] == '1'
+if charge or took ~= nil then
   local state = redis.call('HGETALL', s)
   for i = 1, #state, 2 do
     if string.sub(state[i], 1, 2) == 'q:' then
       local q = parse(state[i + 1])
-      -- A learned quota whose reading came from a later admission already
-      -- counts this request.
-      if q ~= nil and (q.src == 'd' or q.seen < seq) then
-        q.level = math.min(q.cap, q.level + q.rate * math.max(0, now - q.ts)) - cost[q.field + 1]
+      local delta = nil
+      if q == nil then
+        delta = nil
+      elseif q.src == 'd' then
+        -- Charged at admission: correct by what the answer says it cost,
+        -- or give it all back.
+        if took ~= nil then
+          if charge then
+            delta = cost[q.field + 1] - took[q.field + 1]
+          else
+            delta = -took[q.field + 1]
+          end
+        end
+      elseif charge and q.seen < seq then
+        -- A learned quota whose reading came from a later admission
+        -- already counts this request.
+        delta = cost[q.field + 1]
+      end
+      if delta ~= nil and delta ~= 0 then
+        q.level = math.min(q.cap, q.level + q.rate * math.max(0, now - q.ts)) - delta
+        q.level = math.min(q.cap, q.level)
         q.ts = now
         store(state[i], q)
       end
