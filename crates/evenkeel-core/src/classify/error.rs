@@ -512,7 +512,11 @@ mod tests {
             "client error (Canceled)",
             Box::new(io::Error::other("operation was canceled")),
         ));
-        assert_eq!(kind(&canceled), (FailureKind::Refused, Sent::Maybe));
+        assert_eq!(kind(&canceled).1, Sent::Maybe);
+        // The words name the kind only where hyper's errors are not read by
+        // type (without the `hyper` feature).
+        #[cfg(not(feature = "hyper"))]
+        assert_eq!(kind(&canceled).0, FailureKind::Refused);
         let refused_io =
             SentError::new(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         assert_eq!(kind(&refused_io).1, Sent::Maybe);
