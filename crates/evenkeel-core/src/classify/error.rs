@@ -5,13 +5,15 @@ use std::error::Error;
 use std::fmt;
 
 use crate::clock;
-use crate::error::{ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, TimedOut};
+use crate::error::{
+    ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, StreamError, TimedOut,
+};
 use crate::outcome::{Failure, FailureKind, Outcome, Sent};
 
 /// Classifies an error by walking its [`source`](Error::source) chain.
 ///
 /// Recognises evenkeel's own errors ([`Overloaded`], [`QuotaExhausted`],
-/// [`DeadlineExceeded`], [`TimedOut`]), timeouts from tower and tokio, [`std::io::Error`]
+/// [`DeadlineExceeded`], [`TimedOut`], [`StreamError`]), timeouts from tower and tokio, [`std::io::Error`]
 /// kinds, and the errors of hyper, hyper-util, h2 and rustls by their
 /// messages (no dependency on those crates is needed). Connect-phase
 /// failures (hyper-util's `Connect` errors, "tcp connect error", "dns
@@ -66,6 +68,9 @@ fn local_error(err: &(dyn Error + 'static)) -> Option<Outcome> {
     }
     if err.is::<TimedOut>() {
         return Some(Outcome::Failed(Failure::new(FailureKind::Timeout)));
+    }
+    if let Some(stream) = err.downcast_ref::<StreamError>() {
+        return Some(stream.outcome());
     }
     None
 }
