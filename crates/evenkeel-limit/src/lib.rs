@@ -138,6 +138,7 @@
 //! metrics so rejections are seen.
 
 mod algorithm;
+pub mod body;
 pub mod future;
 mod gate;
 mod handle;
@@ -149,6 +150,7 @@ mod shared;
 pub use algorithm::{
     Aimd, AimdBuilder, Algorithm, Fixed, Gradient, GradientBuilder, Sample, Vegas, VegasBuilder,
 };
+pub use body::Release;
 pub use handle::{LimitHandle, Snapshot};
 pub use layer::{LimitBuilder, LimitLayer};
 pub use reject::{Reject, RejectWithError, Respond};

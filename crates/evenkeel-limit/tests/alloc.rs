@@ -30,9 +30,9 @@ impl Service<Request<()>> for Instant200 {
     }
 }
 
-fn calls<S>(svc: &mut S, n: usize) -> usize
+fn calls<S, B>(svc: &mut S, n: usize) -> usize
 where
-    S: Service<Request<()>, Response = Response<()>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
