@@ -211,10 +211,14 @@ impl Model {
 
     /// Where a streamed answer's error event goes: one draw from the
     /// seeded generator, counted when it sends an error.
-    pub(crate) fn stream_plan(&self) -> crate::stream::Plan {
+    pub(crate) fn stream_plan(&self, first_attempt: bool) -> crate::stream::Plan {
         let mut guard = self.state.lock();
         let st = &mut *guard;
-        let plan = self.streaming.plan(st.rng.f64());
+        let plan = if first_attempt && self.streaming.first_attempt {
+            crate::stream::Plan::ErrorFirst
+        } else {
+            self.streaming.plan(st.rng.f64())
+        };
         if plan != crate::stream::Plan::Complete {
             Arc::make_mut(&mut st.counters).stream_errors += 1;
         }

@@ -141,7 +141,7 @@ where
     }
     let mut response = crate::response::build(&model, &verdict, in_flight.id());
     if verdict.answer == Answer::Success && model.streaming.wants(body.as_ref()) {
-        let plan = model.stream_plan();
+        let plan = model.stream_plan(in_flight.is_first());
         let id = format!("msg_sim_{:08}", verdict.seq);
         let stream = model.streaming.body(plan, &id, verdict.input_tokens);
         response.headers_mut().insert(

@@ -69,6 +69,7 @@ pub struct Streaming {
     pub(crate) error_after: f64,
     pub(crate) after_events: usize,
     pub(crate) fault: StreamFault,
+    pub(crate) first_attempt: bool,
 }
 
 impl Default for Streaming {
@@ -80,6 +81,7 @@ impl Default for Streaming {
             error_after: 0.0,
             after_events: 1,
             fault: StreamFault::default(),
+            first_attempt: false,
         }
     }
 }
@@ -117,6 +119,15 @@ impl Streaming {
     pub fn error_after(mut self, fraction: f64, events: usize) -> Self {
         self.error_after = fraction;
         self.after_events = events;
+        self
+    }
+
+    /// The first attempt of every request that carries an `x-request-id`
+    /// sends an error event first, and nothing else; later attempts of the
+    /// same id stream as the other settings say. A server that refuses
+    /// every stream once, without any randomness.
+    pub fn error_on_first_attempt(mut self) -> Self {
+        self.first_attempt = true;
         self
     }
 

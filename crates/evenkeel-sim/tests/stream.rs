@@ -86,6 +86,45 @@ async fn error_events_come_first_or_after_n_events() {
     assert!(text.contains("\"rate_limit_error\""));
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_first_attempt_of_each_request_can_fail_its_stream() {
+    let sim = Sim::builder()
+        .streaming(Streaming::new().always().error_on_first_attempt())
+        .build()
+        .unwrap();
+    let call = |sim: &Sim| {
+        let request = Request::post("/v1/messages")
+            .header("x-request-id", "r1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sim.clone().oneshot(request)
+    };
+    let first = call(&sim)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert!(first.to_bytes().starts_with(
+        b"event: error
+"
+    ));
+    let again = call(&sim)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert!(again.to_bytes().starts_with(
+        b"event: message_start
+"
+    ));
+    assert_eq!(sim.stats().attempts_for("r1"), 2);
+    assert_eq!(sim.stats().stream_errors(), 1);
+}
+
 #[test]
 fn the_builder_refuses_bad_fractions() {
     let err = Sim::builder()
