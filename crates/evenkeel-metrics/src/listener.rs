@@ -3,7 +3,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use evenkeel_core::Outcome;
-use evenkeel_core::event::{EndpointState, Event, Events, Listener};
+use evenkeel_core::event::{EndpointState, Event, Events, Listener, StreamEnd};
 use evenkeel_headers::Resource;
 use metrics::{Counter, Gauge, Histogram};
 
@@ -75,6 +75,9 @@ struct State {
     endpoint_states: Map<u32, Vec<(&'static str, Gauge)>>,
     failovers: Map<(u32, u32, &'static str), Counter>,
     failbacks: Map<u32, Counter>,
+    stream_first_event: Map<(), Histogram>,
+    stream_durations: Map<&'static str, Histogram>,
+    streams: Map<(&'static str, &'static str), Counter>,
 }
 
 impl MetricsListener {
@@ -100,6 +103,9 @@ impl MetricsListener {
                 endpoint_states: Map::default(),
                 failovers: Map::default(),
                 failbacks: Map::default(),
+                stream_first_event: Map::default(),
+                stream_durations: Map::default(),
+                streams: Map::default(),
             }),
         }
     }
@@ -156,6 +162,11 @@ impl Listener for MetricsListener {
             Event::EndpointState { endpoint, state } => s.endpoint_state(endpoint, state),
             Event::Failover { from, to, outcome } => s.failover(from, to, outcome),
             Event::Failback { to } => s.failback(to),
+            Event::StreamEnded {
+                first_event,
+                duration,
+                end,
+            } => s.stream_ended(first_event, duration, end),
             _ => {}
         }
     }
@@ -304,6 +315,36 @@ impl State {
                     label(l.outcome, error),
                 ];
                 counter(self.naming.failovers, labels)
+            },
+            |c| c.increment(1),
+        );
+    }
+
+    fn stream_ended(&self, first_event: Duration, duration: Duration, end: StreamEnd) {
+        let l = &self.naming.labels;
+        let how = end.as_str();
+        let kind = match end {
+            StreamEnd::Error(kind) => kind.as_str(),
+            _ => "",
+        };
+        self.stream_first_event.with(
+            (),
+            || histogram(self.naming.stream_first_event, Vec::new()),
+            |h| h.record(first_event.as_secs_f64()),
+        );
+        self.stream_durations.with(
+            how,
+            || histogram(self.naming.stream_duration, vec![label(l.stream_end, how)]),
+            |h| h.record(duration.as_secs_f64()),
+        );
+        self.streams.with(
+            (how, kind),
+            || {
+                let mut labels = vec![label(l.stream_end, how)];
+                if !kind.is_empty() {
+                    labels.push(label(l.outcome, kind));
+                }
+                counter(self.naming.streams, labels)
             },
             |c| c.increment(1),
         );

@@ -60,6 +60,12 @@ pub const ENDPOINT_STATE: &str = "evenkeel.endpoint.state";
 pub const FAILOVERS: &str = "evenkeel.failover.failovers";
 /// Returns of traffic to a preferred endpoint.
 pub const FAILBACKS: &str = "evenkeel.failover.failbacks";
+/// From a streamed answer's send to its first content event, in seconds.
+pub const STREAM_FIRST_EVENT: &str = "evenkeel.stream.first_event";
+/// From a streamed answer's send to its end, in seconds, by how it ended.
+pub const STREAM_DURATION: &str = "evenkeel.stream.duration";
+/// Streamed answers that reached the caller, by how they ended.
+pub const STREAMS: &str = "evenkeel.stream.streams";
 
 /// Label: the request method (OpenTelemetry `http.request.method`); methods
 /// outside the standard set are `_OTHER`.
@@ -96,6 +102,9 @@ pub const STATE: &str = "evenkeel.state";
 pub const FAILOVER_FROM: &str = "evenkeel.failover.from";
 /// Label: the endpoint a failover or failback went to.
 pub const FAILOVER_TO: &str = "evenkeel.failover.to";
+/// Label: how a streamed answer ended (`complete`, `error`, `failed`,
+/// `dropped`).
+pub const STREAM_END: &str = "evenkeel.stream.end";
 
 /// OpenTelemetry's advised bucket boundaries for `http.client.request.duration`,
 /// in seconds.
@@ -150,6 +159,8 @@ pub struct LabelNames {
     pub from: &'static str,
     /// The endpoint a failover or failback went to.
     pub to: &'static str,
+    /// How a streamed answer ended.
+    pub stream_end: &'static str,
 }
 
 /// One complete set of metric names and label keys.
@@ -207,6 +218,12 @@ pub struct Naming {
     pub failovers: &'static str,
     /// Failback counter.
     pub failbacks: &'static str,
+    /// Time to a stream's first content event histogram (seconds).
+    pub stream_first_event: &'static str,
+    /// Stream duration histogram (seconds).
+    pub stream_duration: &'static str,
+    /// Stream counter.
+    pub streams: &'static str,
     /// The label keys.
     pub labels: LabelNames,
     /// The advised buckets of the two duration histograms.
@@ -244,6 +261,9 @@ impl Naming {
         endpoint_state: ENDPOINT_STATE,
         failovers: FAILOVERS,
         failbacks: FAILBACKS,
+        stream_first_event: STREAM_FIRST_EVENT,
+        stream_duration: STREAM_DURATION,
+        streams: STREAMS,
         labels: LabelNames {
             method: METHOD,
             status_code: STATUS_CODE,
@@ -262,6 +282,7 @@ impl Naming {
             state: STATE,
             from: FAILOVER_FROM,
             to: FAILOVER_TO,
+            stream_end: STREAM_END,
         },
         duration_buckets: OTEL_DURATION_BUCKETS,
     };
@@ -293,6 +314,9 @@ impl Naming {
         endpoint_state: "endpoint_state",
         failovers: "failovers_total",
         failbacks: "failbacks_total",
+        stream_first_event: "api_stream_first_event_seconds",
+        stream_duration: "api_stream_duration_seconds",
+        streams: "api_streams_total",
         labels: LabelNames {
             method: "method",
             status_code: "status_code",
@@ -311,12 +335,13 @@ impl Naming {
             state: "state",
             from: "from",
             to: "to",
+            stream_end: "end",
         },
         duration_buckets: SHORT_LATENCY_BUCKETS,
     };
 
     /// Every metric name with its kind, unit and help text.
-    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 19] {
+    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 22] {
         use Kind::{Counter, Gauge, Histogram};
         [
             (
@@ -433,6 +458,24 @@ impl Naming {
                 Unit::Count,
                 "Returns of traffic to a preferred endpoint.",
             ),
+            (
+                self.stream_first_event,
+                Histogram,
+                Unit::Seconds,
+                "Time from a streamed answer's send to its first content event.",
+            ),
+            (
+                self.stream_duration,
+                Histogram,
+                Unit::Seconds,
+                "Time from a streamed answer's send to its end, by how it ended.",
+            ),
+            (
+                self.streams,
+                Counter,
+                Unit::Count,
+                "Streamed answers that reached the caller, by how they ended and the error kind.",
+            ),
         ]
     }
 
@@ -472,12 +515,14 @@ impl Naming {
     /// # let _ = recorder;
     /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
     /// ```
-    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 4] {
+    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 6] {
         [
             (self.duration, self.duration_buckets),
             (self.attempt_duration, self.duration_buckets),
             (self.retry_wait, WAIT_BUCKETS),
             (self.quota_wait, WAIT_BUCKETS),
+            (self.stream_first_event, self.duration_buckets),
+            (self.stream_duration, WAIT_BUCKETS),
         ]
     }
 
@@ -511,6 +556,7 @@ impl Naming {
             Some(l.state),
             Some(l.from),
             Some(l.to),
+            Some(l.stream_end),
         ];
         if keys.iter().flatten().any(|k| k.is_empty()) {
             return Err("a label key is empty");
