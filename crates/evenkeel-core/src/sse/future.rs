@@ -24,8 +24,11 @@ struct Hold<B> {
     head: http::response::Parts,
     body: B,
     watch: Box<Watch>,
+    /// Made only when the body makes the response wait.
     timer: LazyTimer,
-    /// When the timer fires: the first-event timeout, else the deadline.
+    /// When the wait ends, if it is bounded.
+    until: Option<Instant>,
+    /// The wait ends with the first-event timeout, else with the deadline.
     timeout: bool,
 }
 
@@ -80,17 +83,14 @@ where
             let parser = Parser::new(config.max_line_bytes, config.max_event_bytes);
             let watch = Watch::new(parser, *this.sent, config.events.clone());
             let timeout_at = config.first_event_timeout.map(|t| clock::now() + t);
-            let at = earlier(timeout_at, *this.deadline);
-            let mut timer = LazyTimer::new();
-            if let Some(at) = at {
-                timer.arm(at);
-            }
+            let until = earlier(timeout_at, *this.deadline);
             *this.hold = Some(Hold {
                 head,
                 body,
                 watch: Box::new(watch),
-                timer,
-                timeout: timeout_at.is_some() && timeout_at == at,
+                timer: LazyTimer::new(),
+                until,
+                timeout: timeout_at.is_some() && timeout_at == until,
             });
         }
         let Some(hold) = this.hold.as_mut() else {
@@ -100,6 +100,9 @@ where
         loop {
             let frame = match Pin::new(&mut hold.body).poll_frame(cx) {
                 Poll::Pending => {
+                    if let Some(until) = hold.until {
+                        hold.timer.arm(until);
+                    }
                     if hold.timer.poll_fired(cx) {
                         let error: BoxError = match this.config.first_event_timeout {
                             Some(after) if hold.timeout => TimedOut::after(after).into(),

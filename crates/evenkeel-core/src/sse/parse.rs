@@ -83,7 +83,7 @@ impl Parser {
             }
             let rest = &chunk[pos..];
             let starts_event = !self.in_event && self.line.is_empty();
-            let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(i) = memchr::memchr2(b'\n', b'\r', rest) else {
                 if self.line.len() + rest.len() > self.max_line {
                     scan.error = Some((self.too_large("line"), event_start));
                     return scan;
