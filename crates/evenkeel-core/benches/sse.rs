@@ -1,6 +1,8 @@
 //! Per-event cost of the event-stream layer: the same stream of content
 //! events read raw and through `Sse`, in one run. Report the ratio.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
