@@ -39,6 +39,7 @@
 //! [`max_line_bytes`]: SseBuilder::max_line_bytes
 //! [`max_event_bytes`]: SseBuilder::max_event_bytes
 //! [`Observe`]: crate::observe::Observe
+//! [`StreamError`]: crate::error::StreamError
 //!
 //! # Where it goes
 //!
