@@ -87,10 +87,13 @@ async fn an_event_stream_holds_its_permit_until_the_body_ends() {
 
     drop(tx);
     assert!(body.frame().await.is_none());
-    assert!(!body.holds_permit());
-    assert_eq!(handle.in_flight(), 0, "the body ended: the permit is back");
+    assert!(!body.holds_permit(), "the body ended: the permit is back");
     assert!(ready.is_woken(), "the waiter is woken");
     assert_ready_ok!(ready.poll());
+    assert_eq!(handle.in_flight(), 1, "the permit went to the waiter");
+    drop(ready);
+    drop(second);
+    assert_eq!(handle.in_flight(), 0, "and nothing is left behind");
 }
 
 #[tokio::test(start_paused = true)]
