@@ -42,7 +42,7 @@ async fn drive<S>(client: S, n: usize, callers: usize) -> Vec<(StatusCode, Versi
 where
     S: Service<
             http::Request<Full<Bytes>>,
-            Response = http::Response<evenkeel_retry::body::ResponseBody<hyper::body::Incoming>>,
+            Response = http::Response<evenkeel::PresetBody<hyper::body::Incoming>>,
             Error = BoxError,
         > + Clone
         + Send

@@ -27,9 +27,7 @@ async fn drive<S>(client: Preset<S>, callers: usize, requests: usize) -> usize
 where
     Preset<S>: tower::Service<
             http::Request<Full<Bytes>>,
-            Response = http::Response<
-                evenkeel::retry::body::ResponseBody<http_body_util::Full<Bytes>>,
-            >,
+            Response = http::Response<evenkeel::PresetBody<http_body_util::Full<Bytes>>>,
             Error = evenkeel::core::BoxError,
         > + Clone
         + Send

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::outcome::{Outcome, Signal};
+
 /// A type-erased error, as tower uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -171,6 +173,174 @@ impl fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+/// What went wrong inside a streamed (Server-Sent Events) answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamErrorKind {
+    /// The API said it is overloaded (Anthropic's `overloaded_error`): the
+    /// stream's counterpart of a 529.
+    Overloaded,
+    /// The API refused for quota (`rate_limit_error`, OpenAI's
+    /// `rate_limit_exceeded`): the counterpart of a 429.
+    RateLimited,
+    /// Any other error the API sent (`api_error`, `server_error`, an
+    /// unknown type): the counterpart of a 500.
+    Server,
+    /// The stream broke the bounds of the layer reading it: a line, an
+    /// event or the bytes held before the first event grew past their cap.
+    TooLarge,
+    /// The stream is not valid Server-Sent Events (a line that is not
+    /// UTF-8).
+    Malformed,
+}
+
+impl StreamErrorKind {
+    /// A short, stable name, suitable for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamErrorKind::Overloaded => "overloaded",
+            StreamErrorKind::RateLimited => "rate_limited",
+            StreamErrorKind::Server => "server_error",
+            StreamErrorKind::TooLarge => "too_large",
+            StreamErrorKind::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for StreamErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A streamed answer failed after its `200` head: the API sent an error
+/// event, or the stream broke the reader's bounds.
+///
+/// Before any content reached the caller, the [`sse`](crate::sse) layer
+/// returns it instead of the response, and the attempt is judged like the
+/// status it stands for (an `overloaded_error` like a 529, a
+/// `rate_limit_error` like a 429), so the layers above retry, pace and cool
+/// down as they would for that status. After content reached the caller,
+/// it ends the response body, and the request is not resent.
+///
+/// ```
+/// use evenkeel_core::error::{StreamError, StreamErrorKind};
+/// use evenkeel_core::{BoxError, Outcome};
+///
+/// let err: BoxError = StreamError::new(StreamErrorKind::Overloaded, None).into();
+/// let stream = err.downcast_ref::<StreamError>().unwrap();
+/// match stream.kind() {
+///     StreamErrorKind::Overloaded | StreamErrorKind::RateLimited => {}
+///     other => panic!("{other}"),
+/// }
+/// assert!(matches!(stream.outcome(), Outcome::Overloaded(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError {
+    kind: StreamErrorKind,
+    retry_after: Option<Duration>,
+    before_content: bool,
+    message: Option<String>,
+}
+
+/// The longest server message a [`StreamError`] keeps, in bytes.
+const MAX_STREAM_MESSAGE: usize = 256;
+
+impl StreamError {
+    /// A stream error of `kind`, with the server's wait if it gave one.
+    /// It counts as coming after content (see
+    /// [`before_content`](Self::before_content)).
+    pub fn new(kind: StreamErrorKind, retry_after: Option<Duration>) -> Self {
+        StreamError {
+            kind,
+            retry_after,
+            before_content: false,
+            message: None,
+        }
+    }
+
+    /// Returns the error marked as sent before any content event: the API
+    /// refused before working on the request.
+    pub fn with_before_content(mut self, before: bool) -> Self {
+        self.before_content = before;
+        self
+    }
+
+    /// Returns the error with the server's message, cut to 256 bytes.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_STREAM_MESSAGE {
+            let mut end = MAX_STREAM_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        self.message = Some(message);
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StreamErrorKind {
+        self.kind
+    }
+
+    /// The wait the server asked for, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether the error came before any content event.
+    pub fn before_content(&self) -> bool {
+        self.before_content
+    }
+
+    /// The server's message, if the error event carried one.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// What the error means for the attempt, in the terms every layer acts
+    /// on: an overload or a rate limit before content is a refusal the API
+    /// did not work on, which any method may resend.
+    pub fn outcome(&self) -> Outcome {
+        let signal = Signal {
+            wait: self.retry_after,
+            should_retry: None,
+        };
+        match self.kind {
+            StreamErrorKind::Overloaded if self.before_content => {
+                Outcome::Overloaded(signal.with_should_retry(Some(true)))
+            }
+            StreamErrorKind::Overloaded => Outcome::Overloaded(signal),
+            StreamErrorKind::RateLimited => Outcome::RateLimited(signal),
+            StreamErrorKind::Server | StreamErrorKind::TooLarge | StreamErrorKind::Malformed => {
+                Outcome::ServerError(signal)
+            }
+        }
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let when = if self.before_content {
+            "before any content"
+        } else {
+            "after content"
+        };
+        write!(f, "event stream failed {when}: {}", self.kind)?;
+        if let Some(message) = &self.message {
+            write!(f, " ({message})")?;
+        }
+        if let Some(wait) = self.retry_after {
+            write!(f, "; retry after {:.3}s", wait.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StreamError {}
 
 /// Connecting failed: the request was never written.
 ///

@@ -140,6 +140,17 @@ pub enum Event<'a> {
         /// How long the process paced itself locally.
         down: Duration,
     },
+    /// A streamed (Server-Sent Events) answer that reached the caller
+    /// ended: completely, with an error after content, or dropped by the
+    /// caller.
+    StreamEnded {
+        /// From the request's send to the first content event.
+        first_event: Duration,
+        /// From the request's send to the stream's end.
+        duration: Duration,
+        /// How it ended.
+        end: StreamEnd,
+    },
 }
 
 /// Why a call to a shared quota store failed.
@@ -161,6 +172,33 @@ impl StoreFailure {
             StoreFailure::Timeout => "timeout",
             StoreFailure::Connection => "connection",
             StoreFailure::Response => "response",
+        }
+    }
+}
+
+/// How a streamed answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamEnd {
+    /// The body ended cleanly.
+    Complete,
+    /// An error event (or a broken bound) ended it with a
+    /// [`StreamError`](crate::error::StreamError) of this kind.
+    Error(crate::error::StreamErrorKind),
+    /// The body failed to read (a transport error).
+    Failed,
+    /// The caller dropped the body before its end.
+    Dropped,
+}
+
+impl StreamEnd {
+    /// A short, stable name, suitable for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEnd::Complete => "complete",
+            StreamEnd::Error(_) => "error",
+            StreamEnd::Failed => "failed",
+            StreamEnd::Dropped => "dropped",
         }
     }
 }

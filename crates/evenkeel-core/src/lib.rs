@@ -32,6 +32,8 @@
 //!   every request carries down (attempt, deadline) and the
 //!   [`Verdict`](verdict::Verdict) each attempt's answer leaves in it on the
 //!   way up, judged once by an [`Observe`](observe::Observe) at the bottom.
+//! - [`sse`]: streamed answers, whose verdict can change after a `200`
+//!   head: errors inside an event stream, before and after content.
 //!
 //! # Example
 //!
@@ -69,6 +71,7 @@ pub mod observe;
 mod outcome;
 pub mod resend;
 pub mod rng;
+pub mod sse;
 pub mod timer;
 pub mod verdict;
 

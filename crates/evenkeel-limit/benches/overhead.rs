@@ -36,9 +36,9 @@ impl Service<Request<()>> for Instant200 {
 /// One call: ready, call, complete; the service is always ready, so no
 /// executor is needed.
 #[inline]
-fn once<S>(svc: &mut S, cx: &mut Context<'_>)
+fn once<S, B>(svc: &mut S, cx: &mut Context<'_>)
 where
-    S: Service<Request<()>, Response = Response<()>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     match svc.poll_ready(cx) {

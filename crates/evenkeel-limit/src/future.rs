@@ -8,10 +8,12 @@ use std::task::{Context, Poll, ready};
 
 use evenkeel_core::Classify;
 use evenkeel_core::ext::AttemptContext;
+use evenkeel_core::sse::is_event_stream;
 use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::algorithm::Algorithm;
+use crate::body::{LimitBody, Release};
 use crate::reject::Reject;
 use crate::shared::{Permit, Shared, Start};
 
@@ -20,7 +22,9 @@ pin_project! {
     ///
     /// Holds the request's permit: it is returned when the inner future
     /// completes (after the outcome is reported to the algorithm) or when
-    /// this future is dropped (and then nothing is reported).
+    /// this future is dropped (and then nothing is reported). When the
+    /// layer's [`Release`](crate::Release) keeps it for the body, it moves
+    /// into the response's [`LimitBody`].
     pub struct ResponseFuture<F, A, C, R> {
         #[pin]
         kind: Kind<F, A, C, R>,
@@ -73,10 +77,10 @@ impl<F, B, E, A, C, R> Future for ResponseFuture<F, A, C, R>
 where
     F: Future<Output = Result<Response<B>, E>>,
     A: Algorithm,
-    C: Classify<Response<B>>,
-    R: Reject<B, E>,
+    C: Classify<Response<B>> + Send + Sync + 'static,
+    R: Reject<B, E> + Send + Sync + 'static,
 {
-    type Output = Result<Response<B>, R::Error>;
+    type Output = Result<Response<LimitBody<B>>, R::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
@@ -93,16 +97,36 @@ where
                 if A::ADAPTIVE
                     && let Some(start) = *start
                 {
-                    permit.shared.complete(&result, start, context.as_ref());
+                    permit.shared().complete(&result, start, context.as_ref());
                 }
-                drop(permit);
-                Poll::Ready(result)
+                let held = match permit.shared().release {
+                    Release::Head => false,
+                    Release::BodyEnd => result.is_ok(),
+                    Release::StreamEnd => result
+                        .as_ref()
+                        .is_ok_and(|response| is_event_stream(response.headers())),
+                };
+                let response = match result {
+                    Ok(response) if held => {
+                        let permit = permit.hold();
+                        response.map(|body| LimitBody::holding(body, permit))
+                    }
+                    Ok(response) => {
+                        drop(permit);
+                        response.map(LimitBody::plain)
+                    }
+                    Err(error) => {
+                        drop(permit);
+                        return Poll::Ready(Err(error));
+                    }
+                };
+                Poll::Ready(Ok(response))
             }
             KindProj::Rejected { shared } => {
                 let shared = shared
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(shared.reject.reject())
+                Poll::Ready(shared.reject.reject().map(|r| r.map(LimitBody::plain)))
             }
         }
     }

@@ -7,6 +7,7 @@ use evenkeel_core::{ConfigError, HttpClassifier};
 use tower_layer::Layer;
 
 use crate::algorithm::{Algorithm, Fixed};
+use crate::body::Release;
 use crate::handle::LimitHandle;
 use crate::reject::{RejectWithError, Respond};
 use crate::service::Limit;
@@ -127,6 +128,7 @@ pub struct LimitBuilder<A, C = HttpClassifier, R = RejectWithError> {
     read_server_ceiling: bool,
     name: String,
     events: Events,
+    release: Release,
 }
 
 impl<A: Algorithm> LimitBuilder<A> {
@@ -141,6 +143,7 @@ impl<A: Algorithm> LimitBuilder<A> {
             read_server_ceiling: true,
             name: String::from("limit"),
             events: Events::none(),
+            release: Release::default(),
         }
     }
 }
@@ -181,6 +184,14 @@ impl<A: Algorithm, C, R> LimitBuilder<A, C, R> {
         self
     }
 
+    /// When a request gives its permit back (default
+    /// [`Release::StreamEnd`]: event streams hold it until their body ends
+    /// or is dropped, other answers give it back with their head).
+    pub fn release(mut self, release: Release) -> Self {
+        self.release = release;
+        self
+    }
+
     /// The name events and traces carry (default `"limit"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -213,6 +224,7 @@ impl<A: Algorithm, C, R> LimitBuilder<A, C, R> {
             read_server_ceiling: self.read_server_ceiling,
             name: self.name,
             events: self.events,
+            release: self.release,
         }
     }
 
@@ -234,6 +246,7 @@ impl<A: Algorithm, C, R> LimitBuilder<A, C, R> {
             read_server_ceiling: self.read_server_ceiling,
             name: self.name,
             events: self.events,
+            release: self.release,
         }
     }
 
@@ -260,6 +273,7 @@ impl<A: Algorithm, C, R> LimitBuilder<A, C, R> {
             ));
         }
         let settings = Settings {
+            release: self.release,
             max_queue: self.max_queue.unwrap_or(usize::MAX),
             max_wait: self.max_wait,
             ceiling: self.ceiling,
@@ -287,6 +301,7 @@ impl<A: fmt::Debug, C: fmt::Debug, R: fmt::Debug> fmt::Debug for LimitBuilder<A,
             .field("server_ceiling", &self.read_server_ceiling)
             .field("name", &self.name)
             .field("events", &self.events)
+            .field("release", &self.release)
             .finish()
     }
 }

@@ -49,7 +49,11 @@
 //! The permit path is one compare-and-swap when nobody waits, allocates
 //! nothing, and the static limiter neither times nor classifies requests.
 //! A permit is held until the response *head* arrives, as with tower's
-//! limiter: the body of a streamed response is not counted.
+//! limiter, except for an event stream (`content-type: text/event-stream`,
+//! a streamed LLM answer): its permit, and its place in the in-flight
+//! count, last until its body ends or is dropped, because the server works
+//! until the last event. [`Release`] changes that (`Head` for every answer,
+//! `BodyEnd` for every answer); the body is a [`body::LimitBody`].
 //!
 //! # Example: an API client
 //!
@@ -138,6 +142,7 @@
 //! metrics so rejections are seen.
 
 mod algorithm;
+pub mod body;
 pub mod future;
 mod gate;
 mod handle;
@@ -149,6 +154,7 @@ mod shared;
 pub use algorithm::{
     Aimd, AimdBuilder, Algorithm, Fixed, Gradient, GradientBuilder, Sample, Vegas, VegasBuilder,
 };
+pub use body::Release;
 pub use handle::{LimitHandle, Snapshot};
 pub use layer::{LimitBuilder, LimitLayer};
 pub use reject::{Reject, RejectWithError, Respond};

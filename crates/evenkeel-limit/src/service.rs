@@ -11,6 +11,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::algorithm::{Algorithm, Fixed};
+use crate::body::LimitBody;
 use crate::future::ResponseFuture;
 use crate::handle::LimitHandle;
 use crate::reject::{Reject, RejectWithError};
@@ -107,10 +108,10 @@ impl<S, ReqBody, B, A, C, R> Service<Request<ReqBody>> for Limit<S, A, C, R>
 where
     S: Service<Request<ReqBody>, Response = Response<B>>,
     A: Algorithm,
-    C: Classify<Response<B>>,
-    R: Reject<B, S::Error>,
+    C: Classify<Response<B>> + Send + Sync + 'static,
+    R: Reject<B, S::Error> + Send + Sync + 'static,
 {
-    type Response = Response<B>;
+    type Response = Response<LimitBody<B>>;
     type Error = R::Error;
     type Future = ResponseFuture<S::Future, A, C, R>;
 
@@ -123,9 +124,7 @@ where
                     let mut key = None;
                     match self.shared.gate.poll_acquire(&mut key, cx) {
                         Poll::Ready(Ok(())) => {
-                            self.state = State::Ready(Permit {
-                                shared: Arc::clone(&self.shared),
-                            });
+                            self.state = State::Ready(Permit::new(Arc::clone(&self.shared)));
                         }
                         Poll::Ready(Err(_full)) => self.reject(),
                         Poll::Pending => {
@@ -149,9 +148,7 @@ where
                 State::Waiting(waiting) => {
                     match self.shared.gate.poll_acquire(&mut waiting.key, cx) {
                         Poll::Ready(_) => {
-                            self.state = State::Ready(Permit {
-                                shared: Arc::clone(&self.shared),
-                            });
+                            self.state = State::Ready(Permit::new(Arc::clone(&self.shared)));
                         }
                         Poll::Pending => {
                             let expired = match (&self.shared.max_wait, &mut self.timer) {

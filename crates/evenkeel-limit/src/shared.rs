@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::algorithm::{Algorithm, Sample, is_reported};
+use crate::body::{GiveBack, HeldPermit, Release};
 use crate::gate::{Gate, WaitKey};
 use crate::reject::Reject;
 
@@ -34,6 +35,7 @@ pub(crate) struct Shared<A, C, R> {
     server_ceiling: AtomicUsize,
     pub(crate) read_server_ceiling: bool,
     pub(crate) max_wait: Option<Duration>,
+    pub(crate) release: Release,
     pub(crate) classifier: C,
     pub(crate) reject: R,
     name: Box<str>,
@@ -49,6 +51,7 @@ pub(crate) struct Start {
 }
 
 pub(crate) struct Settings<C, R> {
+    pub(crate) release: Release,
     pub(crate) max_queue: usize,
     pub(crate) max_wait: Option<Duration>,
     pub(crate) ceiling: Option<usize>,
@@ -71,6 +74,7 @@ impl<A: Algorithm, C, R> Shared<A, C, R> {
             server_ceiling: AtomicUsize::new(NONE),
             read_server_ceiling: settings.read_server_ceiling,
             max_wait: settings.max_wait,
+            release: settings.release,
             classifier: settings.classifier,
             reject: settings.reject,
             name: settings.name.into_boxed_str(),
@@ -247,6 +251,7 @@ impl<A: fmt::Debug, C: fmt::Debug, R: fmt::Debug> fmt::Debug for Shared<A, C, R>
             .field("ceiling", &self.ceiling())
             .field("server_ceiling", &self.server_ceiling())
             .field("max_wait", &self.max_wait)
+            .field("release", &self.release)
             .field("classifier", &self.classifier)
             .field("reject", &self.reject)
             .field("events", &self.events)
@@ -256,12 +261,53 @@ impl<A: fmt::Debug, C: fmt::Debug, R: fmt::Debug> fmt::Debug for Shared<A, C, R>
 
 /// One permit; returned to the gate when dropped.
 pub(crate) struct Permit<A, C, R> {
-    pub(crate) shared: Arc<Shared<A, C, R>>,
+    shared: Option<Arc<Shared<A, C, R>>>,
+}
+
+impl<A, C, R> Permit<A, C, R> {
+    pub(crate) fn new(shared: Arc<Shared<A, C, R>>) -> Self {
+        Permit {
+            shared: Some(shared),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<A, C, R> {
+        self.shared
+            .as_deref()
+            .expect("a permit holds its limiter until dropped")
+    }
+}
+
+impl<A, C, R> Permit<A, C, R>
+where
+    Shared<A, C, R>: GiveBack + 'static,
+{
+    /// Moves the permit into a response body, which gives it back.
+    pub(crate) fn hold(mut self) -> HeldPermit {
+        let shared = self
+            .shared
+            .take()
+            .expect("a permit holds its limiter until dropped");
+        HeldPermit(shared)
+    }
 }
 
 impl<A, C, R> Drop for Permit<A, C, R> {
     fn drop(&mut self) {
-        self.shared.gate.release();
+        if let Some(shared) = &self.shared {
+            shared.gate.release();
+        }
+    }
+}
+
+impl<A, C, R> GiveBack for Shared<A, C, R>
+where
+    A: Send,
+    C: Send + Sync,
+    R: Send + Sync,
+{
+    fn give_back(&self) {
+        self.gate.release();
     }
 }
 

@@ -33,9 +33,9 @@ impl Service<Request<()>> for Instant200 {
 }
 
 /// Heap blocks of `n` calls through `svc`, the least of several counts.
-fn calls<S>(svc: &mut S, n: usize) -> u64
+fn calls<S, B>(svc: &mut S, n: usize) -> u64
 where
-    S: Service<Request<()>, Response = Response<()>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());

@@ -8,6 +8,7 @@ use std::time::Duration;
 use evenkeel_core::error::Overloaded;
 use evenkeel_core::event::Event;
 use evenkeel_core::{BoxError, Outcome};
+use evenkeel_limit::body::LimitBody;
 use evenkeel_limit::{Algorithm, LimitLayer, Respond, Sample};
 use http::{Request, Response, StatusCode};
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
@@ -263,14 +264,15 @@ async fn respond_mode_answers_503_with_retry_after_and_keeps_infallible() {
     let limited = layer.layer(svc);
     let mut held = tokio_test::task::spawn(limited.clone().oneshot(req()));
     assert_pending!(held.poll());
-    let rejected: Response<String> = limited.clone().oneshot(req()).await.unwrap();
+    let rejected = limited.clone().oneshot(req()).await.unwrap();
+    let rejected: Response<String> = rejected.map(LimitBody::into_inner);
     assert_eq!(rejected.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(rejected.headers()["retry-after"], "3");
     assert!(rejected.body().is_empty());
     tx.send(()).unwrap();
-    assert_eq!(assert_ready!(held.poll()).unwrap().body(), "done");
+    assert_eq!(assert_ready!(held.poll()).unwrap().body().get_ref(), "done");
     // Room again.
-    let ok: Result<Response<String>, Infallible> = limited.oneshot(req()).await;
+    let ok: Result<Response<LimitBody<String>>, Infallible> = limited.oneshot(req()).await;
     assert_eq!(ok.unwrap().status(), 200);
 }
 
@@ -347,7 +349,7 @@ where
         Ok(r) => respond.send_response(r),
         Err(e) => respond.send_error(e),
     }
-    fut.await
+    fut.await.map(|r| r.map(LimitBody::into_inner))
 }
 
 #[tokio::test(start_paused = true)]

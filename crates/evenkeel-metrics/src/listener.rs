@@ -3,7 +3,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use evenkeel_core::Outcome;
-use evenkeel_core::event::{EndpointState, Event, Events, Listener};
+use evenkeel_core::event::{EndpointState, Event, Events, Listener, StreamEnd};
 use evenkeel_headers::Resource;
 use metrics::{Counter, Gauge, Histogram};
 
@@ -86,6 +86,9 @@ struct State {
     dns_addresses: Map<u32, Gauge>,
     dns_ttl: Map<u32, Histogram>,
     dns_changes: Map<(u32, bool), Counter>,
+    stream_first_event: Map<(), Histogram>,
+    stream_durations: Map<&'static str, Histogram>,
+    streams: Map<(&'static str, &'static str), Counter>,
 }
 
 impl MetricsListener {
@@ -117,6 +120,9 @@ impl MetricsListener {
                 dns_addresses: Map::default(),
                 dns_ttl: Map::default(),
                 dns_changes: Map::default(),
+                stream_first_event: Map::default(),
+                stream_durations: Map::default(),
+                streams: Map::default(),
             }),
         }
     }
@@ -182,6 +188,11 @@ impl Listener for MetricsListener {
             Event::AddressChanged { host, added, .. } => s.dns_change(host, added),
             Event::QuotaStoreFailed { store, reason } => s.store_failed(store, reason.as_str()),
             Event::QuotaStoreRecovered { store, .. } => s.store_fallback(store, false),
+            Event::StreamEnded {
+                first_event,
+                duration,
+                end,
+            } => s.stream_ended(first_event, duration, end),
             _ => {}
         }
     }
@@ -419,6 +430,36 @@ impl State {
                     label(l.dns_change, change),
                 ];
                 counter(self.naming.dns_address_changes, labels)
+            },
+            |c| c.increment(1),
+        );
+    }
+
+    fn stream_ended(&self, first_event: Duration, duration: Duration, end: StreamEnd) {
+        let l = &self.naming.labels;
+        let how = end.as_str();
+        let kind = match end {
+            StreamEnd::Error(kind) => kind.as_str(),
+            _ => "",
+        };
+        self.stream_first_event.with(
+            (),
+            || histogram(self.naming.stream_first_event, Vec::new()),
+            |h| h.record(first_event.as_secs_f64()),
+        );
+        self.stream_durations.with(
+            how,
+            || histogram(self.naming.stream_duration, vec![label(l.stream_end, how)]),
+            |h| h.record(duration.as_secs_f64()),
+        );
+        self.streams.with(
+            (how, kind),
+            || {
+                let mut labels = vec![label(l.stream_end, how)];
+                if !kind.is_empty() {
+                    labels.push(label(l.outcome, kind));
+                }
+                counter(self.naming.streams, labels)
             },
             |c| c.increment(1),
         );

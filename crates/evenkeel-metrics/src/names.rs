@@ -74,6 +74,12 @@ pub const DNS_ADDRESSES: &str = "evenkeel.dns.addresses";
 pub const DNS_TTL: &str = "evenkeel.dns.ttl";
 /// Addresses that joined or left a host's answer.
 pub const DNS_ADDRESS_CHANGES: &str = "evenkeel.dns.address_changes";
+/// From a streamed answer's send to its first content event, in seconds.
+pub const STREAM_FIRST_EVENT: &str = "evenkeel.stream.first_event";
+/// From a streamed answer's send to its end, in seconds, by how it ended.
+pub const STREAM_DURATION: &str = "evenkeel.stream.duration";
+/// Streamed answers that reached the caller, by how they ended.
+pub const STREAMS: &str = "evenkeel.stream.streams";
 
 /// Label: the request method (OpenTelemetry `http.request.method`); methods
 /// outside the standard set are `_OTHER`.
@@ -119,6 +125,9 @@ pub const DNS_HOST: &str = "evenkeel.dns.host";
 pub const DNS_OUTCOME: &str = "evenkeel.dns.outcome";
 /// Label: how an address changed: `added` or `removed`.
 pub const DNS_CHANGE: &str = "evenkeel.dns.change";
+/// Label: how a streamed answer ended (`complete`, `error`, `failed`,
+/// `dropped`).
+pub const STREAM_END: &str = "evenkeel.stream.end";
 
 /// OpenTelemetry's advised bucket boundaries for `http.client.request.duration`,
 /// in seconds.
@@ -184,6 +193,8 @@ pub struct LabelNames {
     pub dns_outcome: &'static str,
     /// How an address changed.
     pub dns_change: &'static str,
+    /// How a streamed answer ended.
+    pub stream_end: &'static str,
 }
 
 /// One complete set of metric names and label keys.
@@ -253,6 +264,12 @@ pub struct Naming {
     pub dns_ttl: &'static str,
     /// Address change counter.
     pub dns_address_changes: &'static str,
+    /// Time to a stream's first content event histogram (seconds).
+    pub stream_first_event: &'static str,
+    /// Stream duration histogram (seconds).
+    pub stream_duration: &'static str,
+    /// Stream counter.
+    pub streams: &'static str,
     /// The label keys.
     pub labels: LabelNames,
     /// The advised buckets of the two duration histograms.
@@ -296,6 +313,9 @@ impl Naming {
         dns_addresses: DNS_ADDRESSES,
         dns_ttl: DNS_TTL,
         dns_address_changes: DNS_ADDRESS_CHANGES,
+        stream_first_event: STREAM_FIRST_EVENT,
+        stream_duration: STREAM_DURATION,
+        streams: STREAMS,
         labels: LabelNames {
             method: METHOD,
             status_code: STATUS_CODE,
@@ -318,6 +338,7 @@ impl Naming {
             dns_host: DNS_HOST,
             dns_outcome: DNS_OUTCOME,
             dns_change: DNS_CHANGE,
+            stream_end: STREAM_END,
         },
         duration_buckets: OTEL_DURATION_BUCKETS,
     };
@@ -355,6 +376,9 @@ impl Naming {
         dns_addresses: "dns_addresses",
         dns_ttl: "dns_ttl_seconds",
         dns_address_changes: "dns_address_changes_total",
+        stream_first_event: "api_stream_first_event_seconds",
+        stream_duration: "api_stream_duration_seconds",
+        streams: "api_streams_total",
         labels: LabelNames {
             method: "method",
             status_code: "status_code",
@@ -377,12 +401,13 @@ impl Naming {
             dns_host: "host",
             dns_outcome: "outcome",
             dns_change: "change",
+            stream_end: "end",
         },
         duration_buckets: SHORT_LATENCY_BUCKETS,
     };
 
     /// Every metric name with its kind, unit and help text.
-    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 25] {
+    pub(crate) fn metrics(&self) -> [(&'static str, Kind, Unit, &'static str); 28] {
         use Kind::{Counter, Gauge, Histogram};
         [
             (
@@ -535,6 +560,24 @@ impl Naming {
                 Unit::Count,
                 "Addresses that joined or left a host's DNS answer.",
             ),
+            (
+                self.stream_first_event,
+                Histogram,
+                Unit::Seconds,
+                "Time from a streamed answer's send to its first content event.",
+            ),
+            (
+                self.stream_duration,
+                Histogram,
+                Unit::Seconds,
+                "Time from a streamed answer's send to its end, by how it ended.",
+            ),
+            (
+                self.streams,
+                Counter,
+                Unit::Count,
+                "Streamed answers that reached the caller, by how they ended and the error kind.",
+            ),
         ]
     }
 
@@ -574,13 +617,15 @@ impl Naming {
     /// # let _ = recorder;
     /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
     /// ```
-    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 5] {
+    pub fn histogram_buckets(&self) -> [(&'static str, &'static [f64]); 7] {
         [
             (self.duration, self.duration_buckets),
             (self.attempt_duration, self.duration_buckets),
             (self.retry_wait, WAIT_BUCKETS),
             (self.quota_wait, WAIT_BUCKETS),
             (self.dns_ttl, TTL_BUCKETS),
+            (self.stream_first_event, self.duration_buckets),
+            (self.stream_duration, WAIT_BUCKETS),
         ]
     }
 
@@ -618,6 +663,7 @@ impl Naming {
             Some(l.dns_host),
             Some(l.dns_outcome),
             Some(l.dns_change),
+            Some(l.stream_end),
         ];
         if keys.iter().flatten().any(|k| k.is_empty()) {
             return Err("a label key is empty");

@@ -602,7 +602,7 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     let recorder = Descriptions::default();
     metrics::with_local_recorder(&recorder, evenkeel_metrics::describe);
     let described = recorder.0.into_inner().unwrap();
-    assert_eq!(described.len(), 25);
+    assert_eq!(described.len(), 28);
     let seconds: Vec<&str> = described
         .iter()
         .filter(|(_, _, u)| *u == Some(Unit::Seconds))
@@ -617,10 +617,13 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
             names::RETRY_WAIT,
             names::QUOTA_WAIT,
             names::DNS_TTL,
+            names::STREAM_FIRST_EVENT,
+            names::STREAM_DURATION,
         ]
     );
+    assert_eq!(kind_of(&described, names::STREAMS), "counter");
     assert!(described.iter().all(|(_, _, u)| u.is_some()));
-    let kind = |name: &str| described.iter().find(|(n, _, _)| n == name).unwrap().1;
+    let kind = |name: &str| kind_of(&described, name);
     assert_eq!(kind(DURATION), "histogram");
     assert_eq!(kind(REQUESTS), "counter");
     assert_eq!(kind(ACTIVE), "gauge");
@@ -632,6 +635,10 @@ fn describe_gives_every_name_a_kind_and_a_unit() {
     assert_eq!(kind(names::QUOTA_STORE_FALLBACK), "gauge");
 }
 
+fn kind_of(described: &[(String, &'static str, Option<Unit>)], name: &str) -> &'static str {
+    described.iter().find(|(n, _, _)| n == name).unwrap().1
+}
+
 #[test]
 fn the_first_handle_describes_the_names_to_its_recorder() {
     let recorder = Descriptions::default();
@@ -639,7 +646,7 @@ fn the_first_handle_describes_the_names_to_its_recorder() {
         let svc = MetricsLayer::new().layer(answering(200, &[], Duration::ZERO));
         svc.oneshot(get("http://a.example/")).await.unwrap();
     });
-    assert_eq!(recorder.0.into_inner().unwrap().len(), 25);
+    assert_eq!(recorder.0.into_inner().unwrap().len(), 28);
 }
 
 fn run_with<F: std::future::Future>(recorder: &dyn metrics::Recorder, future: F) -> F::Output {

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{counter, find, gauge, histogram, named, take};
-use evenkeel_core::event::{EndpointState, Event, Events, GiveUp, StoreFailure};
+use evenkeel_core::error::StreamErrorKind;
+use evenkeel_core::event::{EndpointState, Event, Events, GiveUp, StoreFailure, StreamEnd};
 use evenkeel_core::{Failure, FailureKind, Outcome, Signal};
 use evenkeel_headers::Resource;
 use evenkeel_metrics::names;
@@ -254,6 +255,43 @@ fn endpoint_state_is_a_state_set_and_failovers_are_counted() {
             names::FAILBACKS,
             &[("evenkeel.failover.to", "primary")]
         ),
+        1
+    );
+}
+
+#[test]
+fn streams_are_timed_and_counted_by_how_they_ended() {
+    let all = record(|events| {
+        for (first, total, end) in [
+            (0.5, 4.0, StreamEnd::Complete),
+            (0.25, 2.0, StreamEnd::Complete),
+            (0.75, 1.0, StreamEnd::Error(StreamErrorKind::Overloaded)),
+            (1.0, 1.5, StreamEnd::Dropped),
+        ] {
+            events.emit(|| Event::StreamEnded {
+                first_event: Duration::from_secs_f64(first),
+                duration: Duration::from_secs_f64(total),
+                end,
+            });
+        }
+    });
+    assert_eq!(
+        histogram(&all, names::STREAM_FIRST_EVENT, &[]),
+        [0.5, 0.25, 0.75, 1.0]
+    );
+    let complete = [("evenkeel.stream.end", "complete")];
+    assert_eq!(
+        histogram(&all, names::STREAM_DURATION, &complete),
+        [4.0, 2.0]
+    );
+    assert_eq!(counter(&all, names::STREAMS, &complete), 2);
+    let failed = [
+        ("evenkeel.stream.end", "error"),
+        ("error.type", "overloaded"),
+    ];
+    assert_eq!(counter(&all, names::STREAMS, &failed), 1);
+    assert_eq!(
+        counter(&all, names::STREAMS, &[("evenkeel.stream.end", "dropped")]),
         1
     );
 }

@@ -9,6 +9,7 @@ use http::HeaderName;
 
 use crate::Sim;
 use crate::model::Model;
+use crate::stream::Streaming;
 
 /// The header [`TokenCost::default_header`] reads a request's token cost from.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-sim-tokens";
@@ -415,6 +416,7 @@ pub struct SimBuilder {
     seed: u64,
     max_body_bytes: usize,
     first_attempt: Option<FirstAttempt>,
+    streaming: Streaming,
 }
 
 /// How the sim answers the first attempt of each request (told apart by
@@ -440,6 +442,7 @@ impl Default for SimBuilder {
             seed: 0x5EED,
             max_body_bytes: 4 << 20,
             first_attempt: None,
+            streaming: Streaming::default(),
         }
     }
 }
@@ -559,6 +562,14 @@ impl SimBuilder {
         Ok(self)
     }
 
+    /// How streamed answers (Server-Sent Events) go: see [`Streaming`].
+    /// Without it, requests with `"stream": true` still get a clean stream
+    /// of three deltas.
+    pub fn streaming(mut self, streaming: Streaming) -> Self {
+        self.streaming = streaming;
+        self
+    }
+
     /// Validates the configuration and builds the sim.
     pub fn build(self) -> Result<Sim, ConfigError> {
         let requests = self
@@ -583,6 +594,7 @@ impl SimBuilder {
             tokens.push((q.kind, rate, q.cost));
         }
         self.faults.validate()?;
+        self.streaming.validate()?;
         validate_latency(self.latency)?;
         if let Some(c) = self.capacity {
             validate_capacity(c)?;
@@ -605,6 +617,7 @@ impl SimBuilder {
             reject_above: self.reject_above,
             seed: self.seed,
             max_body_bytes: self.max_body_bytes,
+            streaming: self.streaming,
         });
         Ok(Sim {
             model: Arc::new(model),

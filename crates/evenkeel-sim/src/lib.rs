@@ -177,6 +177,7 @@ mod response;
 mod server;
 mod service;
 mod stats;
+mod stream;
 
 pub use config::{
     ConfigError, DEFAULT_TOKEN_HEADER, Dialect, Faults, FirstAttempt, QuotaKind, SimBuilder,
@@ -187,3 +188,4 @@ pub use handle::{QuotaState, SimHandle};
 pub use server::SimServer;
 pub use service::Sim;
 pub use stats::Stats;
+pub use stream::{StreamFault, Streaming};

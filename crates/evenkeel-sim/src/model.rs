@@ -31,6 +31,7 @@ pub(crate) struct Settings {
     pub(crate) seed: u64,
     pub(crate) max_body_bytes: usize,
     pub(crate) first_attempt: Option<crate::config::FirstAttempt>,
+    pub(crate) streaming: crate::stream::Streaming,
 }
 
 /// The shared model.
@@ -46,6 +47,8 @@ pub(crate) struct Model {
     pub(crate) max_body_bytes: usize,
     /// How the first attempt of each request id is answered, if set.
     pub(crate) first_attempt: Option<crate::config::FirstAttempt>,
+    /// How streamed answers go.
+    pub(crate) streaming: crate::stream::Streaming,
     /// The cost source of each token bucket, parallel to `State::tokens`.
     costs: Vec<TokenCost>,
 }
@@ -172,6 +175,7 @@ impl Model {
             retry_after_ms: s.retry_after_ms,
             max_body_bytes: s.max_body_bytes,
             first_attempt: s.first_attempt,
+            streaming: s.streaming,
             costs,
         }
     }
@@ -203,6 +207,22 @@ impl Model {
             epoch,
             end: End::Open,
         })
+    }
+
+    /// Where a streamed answer's error event goes: one draw from the
+    /// seeded generator, counted when it sends an error.
+    pub(crate) fn stream_plan(&self, first_attempt: bool) -> crate::stream::Plan {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let plan = if first_attempt && self.streaming.first_attempt {
+            crate::stream::Plan::ErrorFirst
+        } else {
+            self.streaming.plan(st.rng.f64())
+        };
+        if plan != crate::stream::Plan::Complete {
+            Arc::make_mut(&mut st.counters).stream_errors += 1;
+        }
+        plan
     }
 
     /// Resolves once the sim is killed after `epoch`.

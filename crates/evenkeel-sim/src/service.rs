@@ -139,7 +139,17 @@ where
         in_flight.reset();
         return Err(SimError::new(SimErrorKind::Reset));
     }
-    let response = crate::response::build(&model, &verdict, in_flight.id());
+    let mut response = crate::response::build(&model, &verdict, in_flight.id());
+    if verdict.answer == Answer::Success && model.streaming.wants(body.as_ref()) {
+        let plan = model.stream_plan(in_flight.is_first());
+        let id = format!("msg_sim_{:08}", verdict.seq);
+        let stream = model.streaming.body(plan, &id, verdict.input_tokens);
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        *response.body_mut() = Full::new(stream);
+    }
     in_flight.served(response.status());
     Ok(response)
 }

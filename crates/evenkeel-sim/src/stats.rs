@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub(crate) aborted: u64,
     pub(crate) cancelled: u64,
     pub(crate) refused: u64,
+    pub(crate) stream_errors: u64,
 }
 
 /// A snapshot of what the sim saw, taken by [`Sim::stats`](crate::Sim::stats)
@@ -41,6 +42,12 @@ impl Stats {
     /// refuses them and the sim never sees them).
     pub fn attempts(&self) -> u64 {
         self.counters.attempts
+    }
+
+    /// Streamed answers that carried an error event (before content or
+    /// inside the stream).
+    pub fn stream_errors(&self) -> u64 {
+        self.counters.stream_errors
     }
 
     /// Attempts that carried `x-request-id: id`.

@@ -202,8 +202,8 @@ pub use preset::HttpsClient;
 pub use preset::{
     AttemptTimeout, BARE_429_COOLDOWN, Connector, ConnectorFn, DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_QUOTA_WAIT,
-    DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBuilder, PresetClassifier, PresetCost,
-    PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
+    DEFAULT_MAX_SERVER_WAIT, EndpointStack, Preset, PresetBody, PresetBuilder, PresetClassifier,
+    PresetCost, PresetEndpoint, PresetKey, PresetLimit, Stack, TimeoutFuture, connector_fn,
 };
 #[cfg(feature = "hyper")]
 pub use preset::{

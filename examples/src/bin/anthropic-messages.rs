@@ -13,8 +13,9 @@
 //!   → base URL             points the request at the API
 //!    → quota (x-api-key)   learns requests and input-token quotas from the
 //!                          anthropic-ratelimit-* headers and paces requests
-//!     → adaptive limit     AIMD concurrency
-//!      → hyper-util client (HTTPS with rustls, or HTTP)
+//!     → adaptive limit     AIMD concurrency (a stream holds its permit to its end)
+//!      → sse               a streamed answer is judged at its first event
+//!       → hyper-util client (HTTPS with rustls, or HTTP)
 //! ```
 //!
 //! By default it talks to a simulated Anthropic API on loopback with 10
@@ -29,6 +30,11 @@
 //! (fewer with `--requests`) to a real API, with the key from
 //! `ANTHROPIC_API_KEY`, and `--model` to choose the model. Keys are masked
 //! in what it prints.
+//!
+//! With `--stream` the answers are streamed (`"stream": true`); the
+//! simulated API then sends an `overloaded_error` event first in a fifth of
+//! its streams, which are retried and never printed, and one after some
+//! content in a twentieth, whose bodies end with a `StreamError`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,13 +46,14 @@ use evenkeel::ServiceBuilderExt;
 use evenkeel::core::BoxError;
 use evenkeel::core::body::ReplayBody;
 use evenkeel::core::event::Event;
+use evenkeel::core::sse::SseLayer;
 use evenkeel::failover::BaseUrlLayer;
 use evenkeel::limit::{Aimd, LimitLayer};
 use evenkeel::quota::QuotaLayer;
 use evenkeel::quota::cost::{EstimateLayer, Llm};
 use evenkeel::quota::key::Header;
 use evenkeel::retry::{RetryInfo, RetryLayer};
-use evenkeel_sim::{Dialect, Sim, SimServer};
+use evenkeel_sim::{Dialect, Sim, SimServer, Streaming};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -75,6 +82,12 @@ struct Args {
     /// `max_tokens` of each request.
     #[arg(long, default_value_t = 64)]
     max_tokens: u32,
+    /// Ask for streamed answers (`"stream": true`). The simulator then
+    /// sends an `overloaded_error` event first in a fifth of its streams
+    /// (retried, never seen) and one after some content in a twentieth
+    /// (the body ends with a `StreamError`).
+    #[arg(long)]
+    stream: bool,
 }
 
 #[tokio::main]
@@ -82,7 +95,7 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let sim = match &args.base_url {
         Some(_) => None,
-        None => Some(start_sim().await?),
+        None => Some(start_sim(args.stream).await?),
     };
     let base_url = match (&args.base_url, &sim) {
         (Some(url), _) => url.clone(),
@@ -156,6 +169,9 @@ async fn main() -> Result<(), BoxError> {
         .base_url(BaseUrlLayer::new(&base_url)?)
         .quota(quota)
         .concurrency(limit)
+        // Streamed answers are judged at their first event: an error event
+        // before content is retried like the status it stands for.
+        .layer(SseLayer::new())
         .service(https_client());
 
     let next = Arc::new(AtomicU64::new(0));
@@ -163,6 +179,7 @@ async fn main() -> Result<(), BoxError> {
     for _ in 0..args.callers.max(1) {
         let (client, next, key) = (client.clone(), next.clone(), api_key.clone());
         let (model, max_tokens, requests) = (args.model.clone(), args.max_tokens, args.requests);
+        let stream = args.stream;
         callers.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -173,6 +190,7 @@ async fn main() -> Result<(), BoxError> {
                     "model": model,
                     "max_tokens": max_tokens,
                     "messages": [{"role": "user", "content": prompt(i)}],
+                    "stream": stream,
                 });
                 let request = http::Request::post("/v1/messages")
                     .header("x-api-key", &key)
@@ -185,9 +203,20 @@ async fn main() -> Result<(), BoxError> {
                     Ok(response) => {
                         let info = RetryInfo::of(&response);
                         let status = response.status();
-                        let body = response.into_body().collect().await?.to_bytes();
+                        let body = match response.into_body().collect().await {
+                            Ok(body) => body.to_bytes(),
+                            Err(err) => {
+                                println!("{:>7.3}s  msg-{i}: {status}, then: {err}", at());
+                                continue;
+                            }
+                        };
                         let text = String::from_utf8_lossy(&body);
-                        let text: String = text.chars().take(60).collect();
+                        let text: String = if stream {
+                            let events = text.matches("event: ").count();
+                            format!("a stream of {events} events")
+                        } else {
+                            text.chars().take(60).collect()
+                        };
                         println!(
                             "{:>7.3}s  msg-{i}: {status} after {} attempt(s): {text}",
                             at(),
@@ -258,9 +287,17 @@ fn https_client() -> Client<hyper_rustls::HttpsConnector<HttpConnector>, ReplayB
 
 /// A simulated Anthropic API: 10 requests per second (bursts of 10), 4 000
 /// input tokens per second (bursts of 8 000, charged at a quarter of the
-/// body's bytes), answers in 200 ms.
-async fn start_sim() -> Result<SimServer, BoxError> {
+/// body's bytes), answers in 200 ms. With `stream`, a fifth of its streams
+/// send an `overloaded_error` event first and a twentieth one after four
+/// events.
+async fn start_sim(stream: bool) -> Result<SimServer, BoxError> {
+    let streaming = if stream {
+        Streaming::new().error_first(0.2).error_after(0.05, 4)
+    } else {
+        Streaming::new()
+    };
     Ok(Sim::builder()
+        .streaming(streaming)
         .requests(10.0, 10)
         .input_tokens(4_000.0, 8_000)
         .dialect(Dialect::Anthropic)

@@ -6,14 +6,14 @@ use std::fmt;
 
 use crate::clock;
 use crate::error::{
-    ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, SentError, TimedOut,
+    ConnectError, DeadlineExceeded, Overloaded, QuotaExhausted, SentError, StreamError, TimedOut,
 };
 use crate::outcome::{Failure, FailureKind, Outcome, Sent};
 
 /// Classifies an error by walking its [`source`](Error::source) chain.
 ///
 /// Recognises evenkeel's own errors ([`Overloaded`], [`QuotaExhausted`],
-/// [`DeadlineExceeded`], [`TimedOut`]), timeouts from tower and tokio, [`std::io::Error`]
+/// [`DeadlineExceeded`], [`TimedOut`], [`StreamError`]), timeouts from tower and tokio, [`std::io::Error`]
 /// kinds, and, with the `hyper` feature, `hyper::Error` and hyper-util's
 /// legacy client error by their types:
 ///
@@ -81,6 +81,9 @@ fn local_error(err: &(dyn Error + 'static)) -> Option<Outcome> {
     }
     if err.is::<TimedOut>() {
         return Some(Outcome::Failed(Failure::new(FailureKind::Timeout)));
+    }
+    if let Some(stream) = err.downcast_ref::<StreamError>() {
+        return Some(stream.outcome());
     }
     None
 }

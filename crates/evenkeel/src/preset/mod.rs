@@ -22,17 +22,19 @@ use evenkeel_core::event::{Events, Listener};
 use evenkeel_core::ext::AttemptContext;
 use evenkeel_core::observe::{Observe, ObserveLayer};
 use evenkeel_core::rng::Jitter;
+use evenkeel_core::sse::{Sse, SseBody, SseLayer};
 use evenkeel_core::{BoxError, ConfigError};
 use evenkeel_failover::{
     BaseUrl, BaseUrlLayer, Endpoint, EndpointStatus, Failover, FailoverHandle,
 };
 use evenkeel_headers::Resource;
+use evenkeel_limit::body::LimitBody;
 use evenkeel_limit::{Aimd, Algorithm, Gradient, Limit, LimitHandle, LimitLayer, Sample, Vegas};
 use evenkeel_metrics::{Metrics, MetricsLayer, Scope};
 use evenkeel_quota::{MemoryStore, Quota, QuotaHandle, QuotaLayer, QuotaStore, StaticQuota};
 use evenkeel_retry::{Retry, RetryBudget, RetryLayer};
 use http::{Request, Uri};
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_service::Service;
 
 pub use classify::PresetClassifier;
@@ -80,11 +82,12 @@ pub const BARE_429_COOLDOWN: Duration = Duration::from_millis(250);
 /// The stack of one endpoint: base URL → quota (its numbers in the store
 /// `St`, [`MemoryStore`] unless [`PresetBuilder::quota_store`] names
 /// another) → adaptive limit → metrics per attempt → the observer that
-/// judges each answer once → attempt timeout → connector.
+/// judges each answer once → attempt timeout → the event-stream reader →
+/// connector.
 pub type EndpointStack<S, St = MemoryStore> = BaseUrl<
     Quota<
         Limit<
-            Metrics<Observe<AttemptTimeout<S>, PresetClassifier>, PresetClassifier>,
+            Metrics<Observe<AttemptTimeout<Sse<S>>, PresetClassifier>, PresetClassifier>,
             PresetLimit,
             PresetClassifier,
         >,
@@ -93,6 +96,12 @@ pub type EndpointStack<S, St = MemoryStore> = BaseUrl<
         St,
     >,
 >;
+
+/// The body of the preset's responses over a connector whose responses
+/// carry `B`: bounded by the retry layer, holding an event stream's
+/// concurrency permit until it ends, read for error events inside a
+/// stream.
+pub type PresetBody<B> = evenkeel_retry::body::ResponseBody<LimitBody<SseBody<B>>>;
 
 /// The whole stack: metrics per call → retry (with the total deadline) →
 /// failover over [`EndpointStack`]s.
@@ -291,6 +300,7 @@ pub struct PresetBuilder<St = MemoryStore> {
     max_attempts: u32,
     deadline: Duration,
     attempt_timeout: Duration,
+    first_event_timeout: Option<Duration>,
     max_server_wait: Duration,
     max_quota_wait: Duration,
     body_idle_timeout: Option<Duration>,
@@ -326,6 +336,7 @@ impl Default for PresetBuilder {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline: DEFAULT_DEADLINE,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            first_event_timeout: None,
             max_server_wait: DEFAULT_MAX_SERVER_WAIT,
             max_quota_wait: DEFAULT_MAX_QUOTA_WAIT,
             body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
@@ -395,6 +406,7 @@ impl<St> PresetBuilder<St> {
             max_server_wait: self.max_server_wait,
             max_quota_wait: self.max_quota_wait,
             body_idle_timeout: self.body_idle_timeout,
+            first_event_timeout: self.first_event_timeout,
             budget: self.budget,
             quotas: self.quotas,
             limit: self.limit,
@@ -508,6 +520,17 @@ impl<St> PresetBuilder<St> {
     /// The timeout of each attempt (default 10 s); at most the deadline.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
+        self
+    }
+
+    /// How long an event stream (`text/event-stream`) may take after its
+    /// head to send its first content event (default `None`: the attempt
+    /// timeout bounds it); at most the attempt timeout. Until that event
+    /// the answer is held back, so an error event before it is retried
+    /// like the status it stands for and the caller never sees it (see
+    /// [`evenkeel_core::sse`]).
+    pub fn first_event_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.first_event_timeout = timeout;
         self
     }
 
@@ -631,6 +654,17 @@ impl<St> PresetBuilder<St> {
                 ),
             ));
         }
+        if let Some(first) = self.first_event_timeout
+            && (first.is_zero() || first > self.attempt_timeout)
+        {
+            return Err(ConfigError::new(
+                "first_event_timeout",
+                format!(
+                    "({first:?}) must be greater than zero and at most the attempt timeout ({:?})",
+                    self.attempt_timeout
+                ),
+            ));
+        }
         if self.max_quota_wait > self.deadline {
             return Err(ConfigError::new(
                 "max_quota_wait",
@@ -742,13 +776,22 @@ impl<St> PresetBuilder<St> {
                 quotas.push((name.clone(), quota.handle()));
                 limits.push((name.clone(), limit.handle()));
                 let cooldown = quota.handle();
+                // Below the attempt timeout, which also bounds the wait for
+                // an event stream's first event.
+                let sse = SseLayer::builder()
+                    .first_event_timeout(self.first_event_timeout)
+                    .events(events.clone())
+                    .build()?;
                 let stack = ServiceBuilder::new()
                     .layer(base)
                     .layer(quota)
                     .layer(limit)
                     .layer(attempt_metrics)
                     .layer(ObserveLayer::new(self.classifier.clone()))
-                    .service(AttemptTimeout::new(service, self.attempt_timeout));
+                    .service(AttemptTimeout::new(
+                        sse.layer(service),
+                        self.attempt_timeout,
+                    ));
                 failover =
                     failover.endpoint(Endpoint::new(name, stack).tier(tier).cooldown(cooldown));
                 tier += 1;
@@ -1024,6 +1067,7 @@ impl<St: fmt::Debug> fmt::Debug for PresetBuilder<St> {
             .field("max_attempts", &self.max_attempts)
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("first_event_timeout", &self.first_event_timeout)
             .field("max_server_wait", &self.max_server_wait)
             .field("max_quota_wait", &self.max_quota_wait)
             .field("body_idle_timeout", &self.body_idle_timeout)
