@@ -7,6 +7,11 @@
 //! A missing binary fails the test with the command that installs it.
 //! Real sockets run on the real clock: nothing here asserts a time.
 
+#[path = "support/tls.rs"]
+mod certs_support;
+
+use certs_support::{Certs, certs};
+
 use std::net::{TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,8 +25,6 @@ use evenkeel::{HttpClient, Preset, ProxyEnv, ProxyError, ProxyFailure, RoutedCon
 use evenkeel_sim::{Faults, Sim, SimServer};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
@@ -253,52 +256,11 @@ impl Relay {
     }
 }
 
-/// A CA and a leaf for `127.0.0.1` and `localhost` signed by it.
-struct Certs {
-    ca: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn certs() -> Certs {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Certs {
-        ca: ca.der().clone(),
-        chain: vec![leaf.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
-impl Certs {
-    fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        roots
-    }
-}
-
 /// A TLS front on a loopback port that terminates TLS (HTTP/1.1 by ALPN)
 /// and relays the bytes to `upstream`: the simulator over TLS, or an
 /// `https://` proxy in front of tinyproxy.
 async fn tls_front(upstream: u16, certs: &Certs) -> u16 {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs.chain.clone(), certs.key.clone_key())
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = certs.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -420,7 +382,7 @@ async fn get_and_post_reach_an_http_target_through_tinyproxy() {
 
 #[tokio::test]
 async fn get_and_post_reach_a_tls_target_through_tinyproxy() {
-    let certs = certs();
+    let certs = certs(&["127.0.0.1", "localhost"]);
     let proxy = tinyproxy("");
     let relay = Relay::start(proxy.port).await;
     let server = sim(Faults::none()).await;
@@ -484,7 +446,7 @@ async fn basic_auth_from_the_proxy_url_opens_the_tunnel_and_its_absence_is_a_407
 
 #[tokio::test]
 async fn an_https_proxy_is_reached_over_tls() {
-    let certs = certs();
+    let certs = certs(&["127.0.0.1", "localhost"]);
     let proxy = tinyproxy("");
     let relay = Relay::start(proxy.port).await;
     let proxy_tls = tls_front(relay.port, &certs).await;

@@ -9,6 +9,9 @@
 //! cannot finish sooner) and everything else by counts, on the client's
 //! side and at the sims.
 
+#[path = "support/tls.rs"]
+mod certs_support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -726,48 +729,16 @@ mod tls {
     use evenkeel::core::{FailureKind, Outcome, Sent, classify_error};
     use evenkeel::{Connector, ReqwestConnector};
     use http_body_util::Full;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tower::{Service, ServiceExt};
 
-    struct Certs {
-        ca: CertificateDer<'static>,
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    }
-
-    fn certs() -> Certs {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        Certs {
-            ca: ca.der().clone(),
-            chain: vec![leaf.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        }
-    }
+    use super::certs_support::{Certs, certs};
 
     /// A TLS server answering `200 ok` to each request it reads; counts
     /// them.
     async fn answering(certs: &Certs) -> (u16, Arc<AtomicU64>) {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs.chain.clone(), certs.key.clone_key())
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = certs.acceptor();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(AtomicU64::new(0));
@@ -812,7 +783,7 @@ mod tls {
 
     #[tokio::test]
     async fn the_builder_speaks_tls_with_the_roots_it_is_given() {
-        let certs = certs();
+        let certs = certs(&["127.0.0.1"]);
         let (port, seen) = answering(&certs).await;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(certs.ca.clone()).unwrap();
@@ -835,7 +806,7 @@ mod tls {
 
     #[tokio::test]
     async fn an_untrusted_certificate_is_a_certificate_failure_never_sent() {
-        let certs = certs();
+        let certs = certs(&["127.0.0.1"]);
         let (port, seen) = answering(&certs).await;
         // The web PKI roots do not trust a test CA.
         let client = evenkeel::reqwest_client_builder().build().unwrap();

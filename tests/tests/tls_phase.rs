@@ -2,6 +2,12 @@
 //! loopback: a TLS failure while connecting is never-sent; the same words
 //! after the request was written are not, and a POST is not replayed.
 
+#[path = "support/tls.rs"]
+mod certs_support;
+
+use certs_support::{Certs, certs};
+use rustls_pki_types::CertificateDer;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,49 +15,14 @@ use bytes::Bytes;
 use evenkeel::core::{FailureKind, Outcome, Sent, classify_error};
 use evenkeel::{HyperConnector, Preset};
 use http_body_util::Full;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// A CA and a leaf for `127.0.0.1` signed by it.
-struct Certs {
-    ca: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn certs() -> Certs {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Certs {
-        ca: ca.der().clone(),
-        chain: vec![leaf.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
 /// A TLS server that reads each request's head and then drops the
 /// connection without TLS `close_notify`. Counts the requests it read.
 async fn drop_after_reading(certs: &Certs) -> (u16, Arc<AtomicU64>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs.chain.clone(), certs.key.clone_key())
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = certs.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(AtomicU64::new(0));
@@ -119,7 +90,7 @@ fn request(method: &str) -> http::Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn a_tls_close_after_the_request_was_written_is_maybe_processed() {
-    let certs = certs();
+    let certs = certs(&["127.0.0.1"]);
     let (port, seen) = drop_after_reading(&certs).await;
     let client = client(port, &certs.ca);
 
@@ -149,10 +120,10 @@ async fn a_tls_close_after_the_request_was_written_is_maybe_processed() {
 
 #[tokio::test]
 async fn a_certificate_rejected_while_connecting_is_never_sent() {
-    let certs = certs();
+    let certs = certs(&["127.0.0.1"]);
     let (port, seen) = drop_after_reading(&certs).await;
     // Trusting another CA: the handshake fails on the server's certificate.
-    let other = self::certs();
+    let other = self::certs(&["127.0.0.1"]);
     let client = client(port, &other.ca);
     let err = client.oneshot(request("POST")).await.unwrap_err();
     match classify_error(&*err) {
