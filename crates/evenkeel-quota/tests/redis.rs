@@ -455,12 +455,28 @@ async fn the_script_is_loaded_again_after_script_flush() {
     let server = RedisServer::start();
     let seen = Seen::default();
     let store = seen
-        .listen(builder(&server).declare(StaticQuota::per_hour(Resource::Requests, 10)))
+        .listen(
+            builder(&server)
+                .declare(StaticQuota::per_hour(Resource::Requests, 10))
+                .heartbeat(Duration::from_secs(60)),
+        )
         .build()
         .unwrap();
     let key = store.open("api");
-    store.reserve(&key, &one(), Instant::now()).await.unwrap();
+    // Held, not released: no call of the store's own is in flight while
+    // the scripts are flushed (one caught between its reload and its run
+    // would meet a second NOSCRIPT, which only a concurrent flush makes).
+    let _held = store.reserve(&key, &one(), Instant::now()).await.unwrap();
     let mut conn = server.conn().await;
+    eventually("the first heartbeat has run", async || {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("evenkeel:procs")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        exists == 1
+    })
+    .await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut conn)
