@@ -729,11 +729,11 @@ mod tls {
     use evenkeel::core::{FailureKind, Outcome, Sent, classify_error};
     use evenkeel::{Connector, ReqwestConnector};
     use http_body_util::Full;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use tower::{Service, ServiceExt};
 
-    use super::certs_support::{Certs, certs};
+    use super::certs_support::{Certs, certs, read_head};
 
     /// A TLS server answering `200 ok` to each request it reads; counts
     /// them.
@@ -751,13 +751,8 @@ mod tls {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    if !read_head(&mut tls).await {
+                        return;
                     }
                     counter.fetch_add(1, Ordering::SeqCst);
                     let _ = tls

@@ -5,7 +5,7 @@
 #[path = "support/tls.rs"]
 mod certs_support;
 
-use certs_support::{Certs, certs};
+use certs_support::{Certs, certs, read_head};
 use rustls_pki_types::CertificateDer;
 
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use bytes::Bytes;
 use evenkeel::core::{FailureKind, Outcome, Sent, classify_error};
 use evenkeel::{HyperConnector, Preset};
 use http_body_util::Full;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -35,13 +34,8 @@ async fn drop_after_reading(certs: &Certs) -> (u16, Arc<AtomicU64>) {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if !read_head(&mut tls).await {
+                    return;
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 // Dropped, not shut down: no close_notify.

@@ -56,3 +56,18 @@ impl Certs {
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }
+
+/// Reads from `stream` until a whole request head (ending in a blank
+/// line) has come: `false` when the stream ends or fails first.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
